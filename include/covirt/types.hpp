@@ -1,0 +1,132 @@
+// covirt: value types shared by every driver (libvirt's numbers where libvirt has them).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace covirt {
+
+/// virDomainState.
+enum class domain_state : int {
+  nostate = 0, running = 1, blocked = 2, paused = 3, shutdown = 4, shutoff = 5, crashed = 6, pmsuspended = 7
+};
+/// virsh's words: "running", "idle", "paused", "in shutdown", "shut off", "crashed", "pmsuspended", "no state".
+std::string_view to_string(domain_state s) noexcept;
+
+/// Reasons, as virDomain{Running,Paused,Shutoff,...}Reason (the number depends on the state).
+namespace reason {
+enum running : int { running_unknown = 0, booted = 1, running_migrated = 2, running_restored = 3, running_from_snapshot = 4,
+                     unpaused = 5, running_migration_canceled = 6, running_save_canceled = 7, running_wakeup = 8, running_crashed = 9 };
+enum paused : int { paused_unknown = 0, user = 1, paused_migration = 2, paused_save = 3, paused_dump = 4, paused_ioerror = 5,
+                    paused_watchdog = 6, paused_from_snapshot = 7, paused_shutting_down = 8, paused_snapshot = 9, paused_crashed = 10 };
+enum shutoff : int { shutoff_unknown = 0, shutdown = 1, destroyed = 2, crashed = 3, migrated = 4, saved = 5, failed = 6,
+                     from_snapshot = 7, daemon = 8 };
+}  // namespace reason
+/// virsh domstate --reason words ("booted", "user", "destroyed", ...).
+std::string_view reason_string(domain_state s, int reason) noexcept;
+
+/// A domain's identity: what lookups and lists return.
+struct domain_ref {
+  std::string name;
+  std::string uuid;  ///< canonical 8-4-4-4-12 lowercase
+  int id = -1;       ///< -1 when not running
+  bool operator==(const domain_ref&) const = default;
+};
+
+/// virDomainInfo.
+struct domain_info {
+  domain_state state = domain_state::nostate;
+  std::uint64_t max_mem_kib = 0;
+  std::uint64_t memory_kib = 0;
+  unsigned nr_virt_cpu = 0;
+  std::uint64_t cpu_time_ns = 0;
+};
+
+/// virDomainGetState's pair.
+struct domain_state_info {
+  domain_state state = domain_state::nostate;
+  int reason = 0;
+};
+
+/// virNodeInfo.
+struct node_info {
+  std::string model;
+  std::uint64_t memory_kib = 0;
+  unsigned cpus = 0, mhz = 0, nodes = 0, sockets = 0, cores = 0, threads = 0;
+};
+
+/// virConnectListAllDomainsFlags, same bits.
+namespace list_flags {
+inline constexpr unsigned active = 1u << 0, inactive = 1u << 1, persistent = 1u << 2, transient = 1u << 3,
+                          running = 1u << 4, paused = 1u << 5, shutoff = 1u << 6, other = 1u << 7,
+                          managedsave = 1u << 8, no_managedsave = 1u << 9, autostart = 1u << 10, no_autostart = 1u << 11,
+                          has_snapshot = 1u << 12, no_snapshot = 1u << 13, has_checkpoint = 1u << 14, no_checkpoint = 1u << 15;
+inline constexpr unsigned all = 0;  ///< libvirt: 0 means every domain
+}  // namespace list_flags
+
+/// virDomainXMLFlags (get_xml).
+namespace xml_flags {
+inline constexpr unsigned secure = 1u << 0, inactive = 1u << 1, update_cpu = 1u << 2, migratable = 1u << 3;
+}
+
+/// virDomainModificationImpact (set_memory, set_vcpus).
+namespace modify {
+inline constexpr unsigned current = 0, live = 1u << 0, config = 1u << 1;
+inline constexpr unsigned vcpu_maximum = 1u << 2;  ///< VIR_DOMAIN_VCPU_MAXIMUM
+inline constexpr unsigned mem_maximum = 1u << 2;   ///< VIR_DOMAIN_MEM_MAXIMUM
+}  // namespace modify
+
+/// virConnectListAllNetworksFlags.
+namespace network_list_flags {
+inline constexpr unsigned inactive = 1u << 0, active = 1u << 1, persistent = 1u << 2, transient = 1u << 3,
+                          autostart = 1u << 4, no_autostart = 1u << 5;
+}
+
+struct network_ref {
+  std::string name;
+  std::string uuid;
+  bool active = false;
+  bool persistent = false;
+  bool autostart = false;
+  bool operator==(const network_ref&) const = default;
+};
+
+/// virDomainEventType.
+enum class event_type : int {
+  defined = 0, undefined = 1, started = 2, suspended = 3, resumed = 4, stopped = 5, shutdown = 6, pmsuspended = 7, crashed = 8
+};
+std::string_view to_string(event_type t) noexcept;
+
+/// The detail enums of virDomainEvent*DetailType.
+namespace event_detail {
+enum defined : int { defined_added = 0, defined_updated = 1, defined_renamed = 2, defined_from_snapshot = 3 };
+enum undefined : int { undefined_removed = 0, undefined_renamed = 1 };
+enum started : int { started_booted = 0, started_migrated = 1, started_restored = 2, started_from_snapshot = 3, started_wakeup = 4 };
+enum suspended : int { suspended_paused = 0, suspended_migrated = 1, suspended_ioerror = 2, suspended_watchdog = 3,
+                       suspended_restored = 4, suspended_from_snapshot = 5, suspended_api_error = 6,
+                       suspended_postcopy = 7, suspended_postcopy_failed = 8 };
+enum resumed : int { resumed_unpaused = 0, resumed_migrated = 1, resumed_from_snapshot = 2, resumed_postcopy = 3,
+                     resumed_postcopy_failed = 4 };
+enum stopped : int { stopped_shutdown = 0, stopped_destroyed = 1, stopped_crashed = 2, stopped_migrated = 3,
+                     stopped_saved = 4, stopped_failed = 5, stopped_from_snapshot = 6 };
+enum shutdown : int { shutdown_finished = 0, shutdown_guest = 1, shutdown_host = 2 };
+enum pmsuspended : int { pmsuspended_memory = 0, pmsuspended_disk = 1 };
+enum crashed : int { crashed_panicked = 0, crashed_crashloaded = 1 };
+}  // namespace event_detail
+/// virsh event's words for a detail ("Booted", "Destroyed", ...).
+std::string_view detail_string(event_type t, int detail) noexcept;
+
+/// A lifecycle event (VIR_DOMAIN_EVENT_ID_LIFECYCLE).
+struct domain_event {
+  domain_ref domain;
+  event_type type = event_type::defined;
+  int detail = 0;
+};
+
+/// Flags of open().
+namespace open_flags {
+inline constexpr unsigned read_only = 1u << 0;  ///< VIR_CONNECT_RO
+}
+
+}  // namespace covirt

@@ -1,0 +1,741 @@
+// The test driver: libvirt's test:/// in memory, rule for rule.
+#include <covirt/connection.hpp>
+#include <covirt/domain/xml.hpp>
+#include <covirt/test/driver.hpp>
+
+#include <pugixml.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <unistd.h>
+
+namespace covirt::detail {
+template class driver_model<test::driver>;
+}
+
+namespace covirt::test {
+
+namespace {
+
+// libvirt 9.0's test:///default, as `virsh -c test:///default dumpxml test` prints it.
+constexpr std::string_view default_domain_xml = R"(<domain type='test'>
+  <name>test</name>
+  <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
+  <memory unit='KiB'>8388608</memory>
+  <currentMemory unit='KiB'>2097152</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os>
+    <type arch='i686'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <source file='/guest/diskimage1'/>
+      <target dev='vda' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+    </disk>
+    <interface type='network'>
+      <mac address='aa:bb:cc:dd:ee:ff'/>
+      <source network='default'/>
+      <target dev='testnet0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x0'/>
+    </interface>
+    <memballoon model='virtio'>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </memballoon>
+  </devices>
+</domain>
+)";
+
+constexpr std::string_view default_network_xml = R"(<network>
+  <name>default</name>
+  <uuid>dd8fe884-6c02-601e-7551-cca97df1c5df</uuid>
+  <forward mode='nat'/>
+  <bridge name='virbr0' stp='on' delay='0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.122.2' end='192.168.122.254'/>
+    </dhcp>
+  </ip>
+</network>
+)";
+
+constexpr int max_vcpus = 32;  // testConnectGetMaxVcpus
+
+struct dom {
+  domain_config def;                     // the running definition, or the only one
+  std::optional<domain_config> next;     // the persistent definition while running, once it differs
+  domain_state state = domain_state::shutoff;
+  int reason = reason::shutoff_unknown;
+  int id = -1;
+  bool persistent = true;
+  bool autostart = false;
+  std::string xml_cache;                 // format of def (with id) — cleared on every change
+  std::string xml_inactive_cache;
+
+  bool active() const noexcept { return id >= 0; }
+  domain_ref ref() const { return {def.name, def.uuid, id}; }
+  const domain_config& persistent_def() const { return next ? *next : def; }
+  domain_config& persistent_def_mut() {
+    if (active() && persistent && !next) next = def;
+    return next ? *next : def;
+  }
+  void changed() { xml_cache.clear(); xml_inactive_cache.clear(); }
+};
+
+struct net {
+  network_config def;
+  bool active = false;
+  bool persistent = true;
+  bool autostart = false;
+  network_ref ref() const { return {def.name, def.uuid, active, persistent, autostart}; }
+};
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+}  // namespace
+
+struct driver::state {
+  asio::any_io_executor ex;
+  std::map<std::string, std::unique_ptr<dom>, std::less<>> doms;
+  std::map<std::string, std::unique_ptr<net>, std::less<>> nets;
+  int next_id = 1;
+  node_info node{"i686", 3145728, 16, 1400, 2, 2, 2, 2};
+  std::string caps_xml;
+  event_hub events;
+
+  dom* find(std::string_view name) {
+    auto it = doms.find(name);
+    return it == doms.end() ? nullptr : it->second.get();
+  }
+  dom* find_uuid(std::string_view uuid) {
+    for (auto& [n, d] : doms)
+      if (d->def.uuid == uuid) return d.get();
+    return nullptr;
+  }
+  net* find_net(std::string_view name) {
+    auto it = nets.find(name);
+    if (it != nets.end()) return it->second.get();
+    for (auto& [n, d] : nets)
+      if (d->def.uuid == name) return d.get();
+    return nullptr;
+  }
+  result<dom*> get(std::string_view name, diagnostics& diag) {
+    if (dom* d = find(name)) return d;
+    return fail(diag, errc::no_domain, "no domain with matching name " + q(name));
+  }
+  result<dom*> get_active(std::string_view name, diagnostics& diag) {
+    auto d = get(name, diag);
+    if (d && !(*d)->active()) return fail(diag, errc::operation_invalid, "domain " + q(name) + " is not running");
+    return d;
+  }
+  result<net*> get_net(std::string_view name, diagnostics& diag) {
+    if (net* n = find_net(name)) return n;
+    return fail(diag, errc::no_network, "no network with matching name " + q(name));
+  }
+
+  void emit(const dom& d, event_type t, int detail) {
+    if (events.has_subscribers()) events.publish(domain_event{d.ref(), t, detail});
+  }
+
+  void start(dom& d, int reason_, domain_state st = domain_state::running) {
+    d.id = next_id++;
+    d.state = st;
+    d.reason = reason_;
+    prepare_live_domain_for_test_driver(d.def, d.id);
+    d.changed();
+  }
+
+  // testDomainShutdownState: the domain stops; a transient one is gone.
+  void stop(dom& d, int reason_, int detail) {
+    d.id = -1;
+    d.state = domain_state::shutoff;
+    d.reason = reason_;
+    if (d.next) {
+      d.def = std::move(*d.next);
+      d.next.reset();
+    }
+    d.changed();
+    emit(d, event_type::stopped, detail);
+    if (!d.persistent) doms.erase(std::string(d.def.name));  // a copy: the key dies with the node
+  }
+
+  // virDomainObjListAdd's checks: a name and a uuid name one domain, or none.
+  result<dom*> admit(domain_config& def, bool live, diagnostics& diag) {
+    if (dom* by_uuid = find_uuid(def.uuid)) {
+      if (by_uuid->def.name != def.name)
+        return fail(diag, errc::operation_failed,
+                    "domain " + q(by_uuid->def.name) + " is already defined with uuid " + def.uuid);
+      if (live && by_uuid->active())
+        return fail(diag, errc::operation_invalid, "domain " + q(def.name) + " is already active");
+      return by_uuid;
+    }
+    if (dom* by_name = find(def.name))
+      return fail(diag, errc::operation_failed,
+                  "domain " + q(def.name) + " already exists with uuid " + by_name->def.uuid);
+    return nullptr;
+  }
+
+  result<void> add_domain_xml(std::string_view xml, bool running, diagnostics& diag) {
+    auto def = parse_domain_xml(xml, diag);
+    if (!def) return def.error();
+    if (auto r = normalize_domain_for_test_driver(*def, diag); !r) return r.error();
+    auto at = admit(*def, false, diag);
+    if (!at) return at.error();
+    if (*at) return fail(diag, errc::operation_failed, "domain " + q(def->name) + " is listed twice");
+    auto d = std::make_unique<dom>();
+    d->def = std::move(*def);
+    dom& ref = *d;
+    doms.emplace(ref.def.name, std::move(d));
+    if (running) start(ref, reason::booted);
+    return {};
+  }
+
+  result<void> add_network_xml(std::string_view xml, bool active, diagnostics& diag) {
+    auto def = parse_network_xml(xml, diag);
+    if (!def) return def.error();
+    if (auto r = normalize_network_for_test_driver(*def, diag); !r) return r.error();
+    if (find_net(def->name)) return fail(diag, errc::network_exist, "network " + q(def->name) + " already exists");
+    auto n = std::make_unique<net>();
+    n->def = std::move(*def);
+    n->active = active;
+    std::string key = n->def.name;
+    nets.emplace(std::move(key), std::move(n));
+    return {};
+  }
+};
+
+driver::driver(asio::any_io_executor ex) : s_(std::make_unique<state>()) { s_->ex = std::move(ex); }
+driver::driver(driver&&) noexcept = default;
+driver& driver::operator=(driver&&) noexcept = default;
+driver::~driver() = default;
+
+asio::any_io_executor driver::get_executor() const noexcept { return s_->ex; }
+
+result<void> driver::load_default(diagnostics& diag) {
+  if (auto r = s_->add_domain_xml(default_domain_xml, true, diag); !r) return r;
+  return s_->add_network_xml(default_network_xml, true, diag);
+}
+
+result<void> driver::load_file(const std::string& path, diagnostics& diag) {
+  namespace fs = std::filesystem;
+  std::error_code fec;
+  auto size = fs::file_size(path, fec);
+  if (fec) return fail(diag, errc::open_failed, "cannot read node file " + q(path) + ": " + fec.message());
+  if (size > (16u << 20)) return fail(diag, errc::xml_error, "node file " + q(path) + " is larger than 16 MiB");
+  pugi::xml_document doc;
+  auto pr = doc.load_file(path.c_str(), pugi::parse_default & ~pugi::parse_doctype);
+  if (!pr) return fail(diag, errc::xml_error, "node file " + q(path) + ": " + pr.description() + " at offset " +
+                                                  std::to_string(pr.offset));
+  auto node = doc.child("node");
+  if (!node) return fail(diag, errc::xml_error, "node file " + q(path) + " has no <node> root element");
+  auto& ni = s_->node;
+  if (auto cpu = node.child("cpu")) {
+    auto num = [&](const char* n, unsigned& out) {
+      if (auto c = cpu.child(n)) out = c.text().as_uint(out);
+    };
+    num("nodes", ni.nodes); num("sockets", ni.sockets); num("cores", ni.cores); num("threads", ni.threads);
+    num("active", ni.cpus); num("mhz", ni.mhz);
+    if (auto m = cpu.child("model")) ni.model = m.text().get();
+    if (!cpu.child("active")) ni.cpus = ni.nodes * ni.sockets * ni.cores * ni.threads;
+  }
+  if (auto m = node.child("memory")) ni.memory_kib = m.text().as_ullong(ni.memory_kib);
+  fs::path base = fs::path(path).parent_path();
+  auto content = [&](pugi::xml_node n, std::string& out) -> result<void> {
+    if (auto f = n.attribute("file")) {
+      fs::path p = f.value();
+      if (p.is_relative()) p = base / p;
+      std::ifstream in(p);
+      if (!in) return fail(diag, errc::open_failed, "cannot read " + q(p.string()) + " named in " + q(path));
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      out = ss.str();
+    } else {
+      std::ostringstream ss;
+      n.print(ss, "  ", pugi::format_default | pugi::format_no_declaration);
+      out = ss.str();
+    }
+    return {};
+  };
+  for (auto d : node.children("domain")) {
+    std::string xml;
+    if (auto r = content(d, xml); !r) return r;
+    if (auto r = s_->add_domain_xml(xml, true, diag); !r) {
+      diag.assign("in " + path + ": " + std::string(diag.message()));
+      return r;
+    }
+  }
+  for (auto n : node.children("network")) {
+    std::string xml;
+    if (auto r = content(n, xml); !r) return r;
+    if (auto r = s_->add_network_xml(xml, true, diag); !r) {
+      diag.assign("in " + path + ": " + std::string(diag.message()));
+      return r;
+    }
+  }
+  return {};
+}
+
+op<void> driver::close() {
+  s_->events.close_all();
+  co_return result<void>{};
+}
+
+op<std::string> driver::get_hostname(diagnostics& diag) {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) co_return fail(diag, errc::system_error, "gethostname failed");
+  co_return std::string(buf);
+}
+
+op<std::uint64_t> driver::get_version(diagnostics&) { co_return std::uint64_t{2}; }  // "TEST 0.0.2"
+
+op<std::string> driver::get_capabilities(diagnostics&) {
+  if (s_->caps_xml.empty()) s_->caps_xml = format_capabilities_xml(test_driver_default_capabilities());
+  co_return s_->caps_xml;
+}
+
+op<node_info> driver::node_get_info(diagnostics&) { co_return s_->node; }
+
+op<int> driver::get_max_vcpus(std::string_view, diagnostics&) { co_return max_vcpus; }
+
+op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) {
+  using namespace list_flags;
+  std::vector<domain_ref> out;
+  out.reserve(s_->doms.size());
+  for (auto& [n, dp] : s_->doms) {
+    const dom& d = *dp;
+    if ((flags & (active | inactive)) && !((flags & active) && d.active()) && !((flags & inactive) && !d.active()))
+      continue;
+    if ((flags & (persistent | transient)) && !((flags & persistent) && d.persistent) &&
+        !((flags & transient) && !d.persistent))
+      continue;
+    if (flags & (running | paused | shutoff | other)) {
+      bool ok = ((flags & running) && d.state == domain_state::running) ||
+                ((flags & paused) && d.state == domain_state::paused) ||
+                ((flags & shutoff) && d.state == domain_state::shutoff) ||
+                ((flags & other) && d.state != domain_state::running && d.state != domain_state::paused &&
+                 d.state != domain_state::shutoff);
+      if (!ok) continue;
+    }
+    if ((flags & (autostart | no_autostart)) && !((flags & autostart) && d.autostart) &&
+        !((flags & no_autostart) && !d.autostart))
+      continue;
+    if ((flags & managedsave) || (flags & has_snapshot) || (flags & has_checkpoint)) continue;
+    out.push_back(d.ref());
+  }
+  co_return out;
+}
+
+op<domain_ref> driver::lookup_by_name(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  co_return (*d)->ref();
+}
+
+op<domain_ref> driver::lookup_by_uuid(std::string_view text, diagnostics& diag) {
+  auto uuid = parse_uuid(text, diag);
+  if (!uuid) co_return uuid.error();
+  if (dom* d = s_->find_uuid(*uuid)) co_return d->ref();
+  co_return fail(diag, errc::no_domain, "no domain with matching uuid " + q(*uuid));
+}
+
+op<domain_ref> driver::lookup_by_id(int id, diagnostics& diag) {
+  if (id >= 0)
+    for (auto& [n, d] : s_->doms)
+      if (d->id == id) co_return d->ref();
+  co_return fail(diag, errc::no_domain, "no domain with matching id " + std::to_string(id));
+}
+
+op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
+  auto def = parse_domain_xml(xml, diag);
+  if (!def) co_return def.error();
+  if (auto r = normalize_domain_for_test_driver(*def, diag); !r) co_return r.error();
+  auto at = s_->admit(*def, false, diag);
+  if (!at) co_return at.error();
+  if (dom* d = *at) {
+    // A new definition of a known domain: for the next boot if it runs, at once if not.
+    if (d->active()) d->next = std::move(*def);
+    else d->def = std::move(*def);
+    d->persistent = true;
+    d->changed();
+    s_->emit(*d, event_type::defined, event_detail::defined_updated);
+    co_return d->ref();
+  }
+  auto d = std::make_unique<dom>();
+  d->def = std::move(*def);
+  d->reason = reason::shutoff_unknown;
+  dom& ref = *d;
+  s_->doms.emplace(ref.def.name, std::move(d));
+  s_->emit(ref, event_type::defined, event_detail::defined_added);
+  co_return ref.ref();
+}
+
+op<void> driver::undefine(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  dom& x = **d;
+  if (!x.persistent) co_return fail(diag, errc::operation_invalid, "cannot undefine transient domain");
+  domain_ref ref = x.ref();
+  if (x.active()) {
+    x.persistent = false;
+    x.next.reset();
+    x.changed();
+  } else {
+    s_->doms.erase(ref.name);
+  }
+  s_->events.publish(ref, event_type::undefined, event_detail::undefined_removed);
+  co_return result<void>{};
+}
+
+op<void> driver::create(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  if ((*d)->active()) co_return fail(diag, errc::operation_invalid, "Domain " + q(name) + " is already running");
+  s_->start(**d, reason::booted);
+  s_->emit(**d, event_type::started, event_detail::started_booted);
+  co_return result<void>{};
+}
+
+op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnostics& diag) {
+  constexpr unsigned start_paused = 1;  // VIR_DOMAIN_START_PAUSED
+  auto def = parse_domain_xml(xml, diag);
+  if (!def) co_return def.error();
+  if (auto r = normalize_domain_for_test_driver(*def, diag); !r) co_return r.error();
+  auto at = s_->admit(*def, true, diag);
+  if (!at) co_return at.error();
+  dom* d = *at;
+  if (d) {
+    // A persistent domain started with other XML: that XML is for this run only.
+    d->next = std::move(d->def);
+    d->def = std::move(*def);
+  } else {
+    auto nd = std::make_unique<dom>();
+    nd->def = std::move(*def);
+    nd->persistent = false;
+    d = nd.get();
+    s_->doms.emplace(d->def.name, std::move(nd));
+  }
+  s_->start(*d, reason::booted);
+  s_->emit(*d, event_type::started, event_detail::started_booted);
+  if (flags & start_paused) {
+    d->state = domain_state::paused;
+    d->reason = reason::user;
+    s_->emit(*d, event_type::suspended, event_detail::suspended_paused);
+  }
+  co_return d->ref();
+}
+
+op<void> driver::destroy(std::string_view name, diagnostics& diag) {
+  auto d = s_->get_active(name, diag);
+  if (!d) co_return failure(d.error());
+  s_->stop(**d, reason::destroyed, event_detail::stopped_destroyed);
+  co_return result<void>{};
+}
+
+op<void> driver::shutdown(std::string_view name, diagnostics& diag) {
+  auto d = s_->get_active(name, diag);
+  if (!d) co_return failure(d.error());
+  if ((*d)->state != domain_state::running)
+    co_return fail(diag, errc::internal_error, "domain " + q(name) + " not running");
+  s_->stop(**d, reason::shutdown, event_detail::stopped_shutdown);
+  co_return result<void>{};
+}
+
+op<void> driver::reboot(std::string_view name, diagnostics& diag) {
+  auto d = s_->get_active(name, diag);
+  if (!d) co_return failure(d.error());
+  dom& x = **d;
+  // testDomainReboot: the on_reboot action decides; only a stop is an event.
+  const std::string& action = x.def.on_reboot;
+  if (action == "destroy" || action == "preserve") {
+    s_->stop(x, reason::shutdown, event_detail::stopped_shutdown);
+  } else {
+    x.state = domain_state::running;
+    x.reason = reason::booted;
+    x.changed();
+  }
+  co_return result<void>{};
+}
+
+op<void> driver::suspend(std::string_view name, diagnostics& diag) {
+  auto d = s_->get_active(name, diag);
+  if (!d) co_return failure(d.error());
+  dom& x = **d;
+  if (x.state == domain_state::paused || x.state == domain_state::shutoff)
+    co_return fail(diag, errc::internal_error, "domain " + q(name) + " not running");
+  x.state = domain_state::paused;
+  x.reason = reason::user;
+  s_->emit(x, event_type::suspended, event_detail::suspended_paused);
+  co_return result<void>{};
+}
+
+op<void> driver::resume(std::string_view name, diagnostics& diag) {
+  auto d = s_->get_active(name, diag);
+  if (!d) co_return failure(d.error());
+  dom& x = **d;
+  if (x.state != domain_state::paused)
+    co_return fail(diag, errc::internal_error, "domain " + q(name) + " not paused");
+  x.state = domain_state::running;
+  x.reason = reason::unpaused;
+  s_->emit(x, event_type::resumed, event_detail::resumed_unpaused);
+  co_return result<void>{};
+}
+
+op<domain_info> driver::get_info(std::string_view name, diagnostics& diag) {
+  dom* d = s_->find(name);
+  if (!d) co_return fail(diag, errc::no_domain, "no domain with matching name " + q(name));
+  const auto& def = d->def;
+  co_return domain_info{d->state, def.memory_kib, def.current_memory_kib, def.vcpu_current.value_or(def.vcpus),
+                        now_ns()};
+}
+
+op<domain_state_info> driver::get_state(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  co_return domain_state_info{(*d)->state, (*d)->reason};
+}
+
+op<std::string> driver::get_xml(std::string_view name, unsigned flags, diagnostics& diag) {
+  dom* d = s_->find(name);
+  if (!d) co_return fail(diag, errc::no_domain, "no domain with matching name " + q(name));
+  domain_format_options opt;
+  opt.secure = (flags & xml_flags::secure) == 0;
+  if ((flags & xml_flags::inactive) || !d->active()) {
+    if (!opt.secure) co_return format_domain_xml(d->persistent_def(), opt);
+    if (d->xml_inactive_cache.empty()) d->xml_inactive_cache = format_domain_xml(d->persistent_def(), opt);
+    co_return d->xml_inactive_cache;
+  }
+  opt.id = d->id;
+  if (!opt.secure) co_return format_domain_xml(d->def, opt);
+  if (d->xml_cache.empty()) d->xml_cache = format_domain_xml(d->def, opt);
+  co_return d->xml_cache;
+}
+
+op<bool> driver::is_active(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  co_return (*d)->active();
+}
+
+op<bool> driver::is_persistent(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  co_return (*d)->persistent;
+}
+
+event_stream driver::subscribe(std::string domain) { return s_->events.subscribe(s_->ex, std::move(domain)); }
+
+// virDomainObjUpdateModificationImpact: "current" is live on a running domain, config otherwise.
+static result<std::pair<bool, bool>> impact(const dom& d, unsigned flags, diagnostics& diag) {
+  bool live = flags & modify::live, config = flags & modify::config;
+  if (!live && !config) (d.active() ? live : config) = true;
+  if (live && !d.active()) return fail(diag, errc::operation_invalid, "domain is not running");
+  if (config && !d.persistent) return fail(diag, errc::operation_invalid, "transient domains do not have any persistent config");
+  return std::pair{live, config};
+}
+
+op<void> driver::set_memory(std::string_view name, std::uint64_t kib, unsigned flags, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  dom& x = **d;
+  auto im = impact(x, flags & (modify::live | modify::config), diag);
+  if (!im) co_return im.error();
+  auto [live, config] = *im;
+  if (flags & modify::mem_maximum) {
+    if (live) co_return fail(diag, errc::operation_invalid, "cannot resize the maximum memory on an active domain");
+    if (kib == 0) co_return fail(diag, errc::invalid_arg, "memory must be greater than zero");
+    auto& def = x.persistent_def_mut();
+    def.memory_kib = kib;
+    if (def.current_memory_kib > kib) def.current_memory_kib = kib;
+  } else {
+    if (live) {
+      if (kib > x.def.memory_kib) co_return fail(diag, errc::invalid_arg, "cannot set memory higher than max memory");
+    }
+    if (config && kib > x.persistent_def().memory_kib)
+      co_return fail(diag, errc::invalid_arg, "cannot set memory higher than max memory");
+    if (live) x.def.current_memory_kib = kib;
+    if (config) x.persistent_def_mut().current_memory_kib = kib;
+  }
+  x.changed();
+  co_return result<void>{};
+}
+
+op<void> driver::set_vcpus(std::string_view name, unsigned count, unsigned flags, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  dom& x = **d;
+  if (count == 0) co_return fail(diag, errc::invalid_arg, "argument unsupported: count of vCPUs must be at least 1");
+  auto im = impact(x, flags & (modify::live | modify::config), diag);
+  if (!im) co_return im.error();
+  auto [live, config] = *im;
+  if ((flags & modify::vcpu_maximum) && live)
+    co_return fail(diag, errc::invalid_arg, "cannot set max vcpu count of a live domain");
+  if (count > static_cast<unsigned>(max_vcpus))
+    co_return fail(diag, errc::invalid_arg, "requested cpu amount exceeds maximum supported amount (" +
+                                                std::to_string(count) + " > " + std::to_string(max_vcpus) + ")");
+  auto check = [&](const domain_config& def) -> result<void> {
+    if (!(flags & modify::vcpu_maximum) && count > def.vcpus)
+      return fail(diag, errc::invalid_arg, "requested cpu amount exceeds maximum (" + std::to_string(count) + " > " +
+                                               std::to_string(def.vcpus) + ")");
+    return {};
+  };
+  if (live) if (auto r = check(x.def); !r) co_return r.error();
+  if (config) if (auto r = check(x.persistent_def()); !r) co_return r.error();
+  auto apply = [&](domain_config& def) {
+    if (flags & modify::vcpu_maximum) {
+      def.vcpus = count;
+      if (def.vcpu_current && *def.vcpu_current >= count) def.vcpu_current.reset();
+    } else {
+      if (count == def.vcpus) def.vcpu_current.reset();
+      else def.vcpu_current = count;
+    }
+  };
+  if (live) apply(x.def);
+  if (config) apply(x.persistent_def_mut());
+  x.changed();
+  co_return result<void>{};
+}
+
+op<bool> driver::get_autostart(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  co_return (*d)->autostart;
+}
+
+op<void> driver::set_autostart(std::string_view name, bool on, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  (*d)->autostart = on;
+  co_return result<void>{};
+}
+
+op<std::vector<network_ref>> driver::list_networks(unsigned flags, diagnostics&) {
+  using namespace network_list_flags;
+  std::vector<network_ref> out;
+  for (auto& [k, n] : s_->nets) {
+    if ((flags & (active | inactive)) && !((flags & active) && n->active) && !((flags & inactive) && !n->active))
+      continue;
+    if ((flags & (persistent | transient)) && !((flags & persistent) && n->persistent) &&
+        !((flags & transient) && !n->persistent))
+      continue;
+    if ((flags & (autostart | no_autostart)) && !((flags & autostart) && n->autostart) &&
+        !((flags & no_autostart) && !n->autostart))
+      continue;
+    out.push_back(n->ref());
+  }
+  co_return out;
+}
+
+op<network_ref> driver::lookup_network(std::string_view name, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  co_return (*n)->ref();
+}
+
+op<network_ref> driver::define_network(std::string_view xml, diagnostics& diag) {
+  auto def = parse_network_xml(xml, diag);
+  if (!def) co_return def.error();
+  if (auto r = normalize_network_for_test_driver(*def, diag); !r) co_return r.error();
+  for (auto& [k, n] : s_->nets)
+    if (n->def.uuid == def->uuid && n->def.name != def->name)
+      co_return fail(diag, errc::operation_failed,
+                     "network " + q(n->def.name) + " is already defined with uuid " + def->uuid);
+  if (net* n = s_->find_net(def->name)) {
+    if (n->def.uuid != def->uuid)
+      co_return fail(diag, errc::operation_failed,
+                     "network " + q(def->name) + " already exists with uuid " + n->def.uuid);
+    n->def = std::move(*def);
+    n->persistent = true;
+    co_return n->ref();
+  }
+  auto n = std::make_unique<net>();
+  n->def = std::move(*def);
+  network_ref ref = n->ref();
+  s_->nets.emplace(ref.name, std::move(n));
+  co_return ref;
+}
+
+op<void> driver::undefine_network(std::string_view name, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  if (!(*n)->persistent) co_return fail(diag, errc::operation_invalid, "network " + q(name) + " is not persistent");
+  if ((*n)->active) (*n)->persistent = false;
+  else s_->nets.erase((*n)->def.name);
+  co_return result<void>{};
+}
+
+op<void> driver::create_network(std::string_view name, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  if ((*n)->active) co_return fail(diag, errc::operation_invalid, "network " + q(name) + " is already active");
+  (*n)->active = true;
+  co_return result<void>{};
+}
+
+op<void> driver::destroy_network(std::string_view name, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  if (!(*n)->active) co_return fail(diag, errc::operation_invalid, "network " + q(name) + " is not active");
+  (*n)->active = false;
+  if (!(*n)->persistent) s_->nets.erase((*n)->def.name);
+  co_return result<void>{};
+}
+
+op<std::string> driver::get_network_xml(std::string_view name, unsigned, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  co_return format_network_xml((*n)->def);
+}
+
+op<bool> driver::get_network_autostart(std::string_view name, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  co_return (*n)->autostart;
+}
+
+op<void> driver::set_network_autostart(std::string_view name, bool on, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  if (!(*n)->persistent) co_return fail(diag, errc::invalid_network, "cannot set autostart for transient network");
+  (*n)->autostart = on;
+  co_return result<void>{};
+}
+
+op<std::string> driver::get_network_bridge_name(std::string_view name, diagnostics& diag) {
+  auto n = s_->get_net(name, diag);
+  if (!n) co_return failure(n.error());
+  if ((*n)->def.bridge_name.empty())
+    co_return fail(diag, errc::internal_error, "network " + q(name) + " does not have a bridge name.");
+  co_return (*n)->def.bridge_name;
+}
+
+op<std::unique_ptr<detail::erased_driver>> open_driver(asio::any_io_executor ex, const uri& u, unsigned,
+                                                       diagnostics& diag) {
+  auto m = std::make_unique<detail::driver_model<driver>>(ex);
+  auto& d = m->get();
+  if (u.path == "/default") {
+    if (auto r = d.load_default(diag); !r) co_return r.error();
+  } else if (u.path.size() > 1) {
+    if (auto r = d.load_file(u.path, diag); !r) co_return r.error();
+  } else {
+    co_return fail(diag, errc::invalid_arg,
+                   "test driver URI " + q(u.original) + " needs a path: test:///default or test:///ABSOLUTE/FILE.xml");
+  }
+  co_return std::unique_ptr<detail::erased_driver>(std::move(m));
+}
+
+}  // namespace covirt::test

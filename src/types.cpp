@@ -1,0 +1,82 @@
+#include <covirt/types.hpp>
+
+namespace covirt {
+
+std::string_view to_string(domain_state s) noexcept {
+  switch (s) {
+    case domain_state::nostate: return "no state";
+    case domain_state::running: return "running";
+    case domain_state::blocked: return "idle";
+    case domain_state::paused: return "paused";
+    case domain_state::shutdown: return "in shutdown";
+    case domain_state::shutoff: return "shut off";
+    case domain_state::crashed: return "crashed";
+    case domain_state::pmsuspended: return "pmsuspended";
+  }
+  return "no state";
+}
+
+std::string_view reason_string(domain_state s, int r) noexcept {
+  switch (s) {
+    case domain_state::running: {
+      constexpr std::string_view w[] = {"unknown", "booted", "migrated", "restored", "from snapshot", "unpaused",
+                                        "migration canceled", "save canceled", "event wakeup", "crashed", "post-copy"};
+      return r >= 0 && r < 11 ? w[r] : "unknown";
+    }
+    case domain_state::paused: {
+      constexpr std::string_view w[] = {"unknown", "user", "migrating", "saving", "dumping", "I/O error",
+                                        "watchdog", "from snapshot", "shutting down", "creating snapshot", "crashed",
+                                        "starting up", "post-copy", "post-copy failed"};
+      return r >= 0 && r < 14 ? w[r] : "unknown";
+    }
+    case domain_state::shutoff: {
+      constexpr std::string_view w[] = {"unknown", "shutdown", "destroyed", "crashed", "migrated",
+                                        "saved", "failed", "from snapshot", "daemon"};
+      return r >= 0 && r < 9 ? w[r] : "unknown";
+    }
+    case domain_state::shutdown: return r == 1 ? "user" : "unknown";
+    case domain_state::crashed: return r == 1 ? "panicked" : "unknown";
+    case domain_state::blocked: return "unknown";
+    case domain_state::pmsuspended: return "unknown";
+    case domain_state::nostate: return "unknown";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(event_type t) noexcept {
+  switch (t) {
+    case event_type::defined: return "Defined";
+    case event_type::undefined: return "Undefined";
+    case event_type::started: return "Started";
+    case event_type::suspended: return "Suspended";
+    case event_type::resumed: return "Resumed";
+    case event_type::stopped: return "Stopped";
+    case event_type::shutdown: return "Shutdown";
+    case event_type::pmsuspended: return "PMSuspended";
+    case event_type::crashed: return "Crashed";
+  }
+  return "Unknown";
+}
+
+std::string_view detail_string(event_type t, int d) noexcept {
+  auto pick = [d](std::initializer_list<std::string_view> w) -> std::string_view {
+    return d >= 0 && static_cast<std::size_t>(d) < w.size() ? *(w.begin() + d) : "Unknown";
+  };
+  switch (t) {
+    case event_type::defined: return pick({"Added", "Updated", "Renamed", "Snapshot"});
+    case event_type::undefined: return pick({"Removed", "Renamed"});
+    case event_type::started: return pick({"Booted", "Migrated", "Restored", "Snapshot", "Event wakeup"});
+    case event_type::suspended:
+      return pick({"Paused", "Migrated", "I/O Error", "Watchdog", "Restored", "Snapshot", "API error", "Post-copy",
+                   "Post-copy Error"});
+    case event_type::resumed: return pick({"Unpaused", "Migrated", "Snapshot", "Post-copy", "Post-copy Error"});
+    case event_type::stopped:
+      return pick({"Shutdown", "Destroyed", "Crashed", "Migrated", "Saved", "Failed", "Snapshot"});
+    case event_type::shutdown: return pick({"Finished", "Finished after guest request", "Finished after host request"});
+    case event_type::pmsuspended: return pick({"Memory", "Disk"});
+    case event_type::crashed: return pick({"Panicked", "Crashloaded"});
+  }
+  return "Unknown";
+}
+
+}  // namespace covirt
