@@ -124,6 +124,8 @@ public:
   // Domains: state and configuration
   COVIRT_OP(domain_info, get_info, "virDomainGetInfo", false, (std::string name), (name = std::move(name)),
             get_info(name, d))
+  COVIRT_OP(std::string, get_os_type, "virDomainGetOSType", false, (std::string name), (name = std::move(name)),
+            get_os_type(name, d))
   COVIRT_OP(domain_state_info, get_state, "virDomainGetState", false, (std::string name), (name = std::move(name)),
             get_state(name, d))
   /// flags: xml_flags::inactive for the definition as it will be at next boot.

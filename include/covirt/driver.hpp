@@ -52,6 +52,7 @@ concept driver = requires(D& d, std::string_view s, unsigned flags, int id, diag
   { d.suspend(s, diag) } -> std::same_as<op<void>>;
   { d.resume(s, diag) } -> std::same_as<op<void>>;
   { d.get_info(s, diag) } -> std::same_as<op<domain_info>>;
+  { d.get_os_type(s, diag) } -> std::same_as<op<std::string>>;  // virDomainGetOSType
   { d.get_state(s, diag) } -> std::same_as<op<domain_state_info>>;
   { d.get_xml(s, flags, diag) } -> std::same_as<op<std::string>>;
   { d.is_active(s, diag) } -> std::same_as<op<bool>>;

@@ -140,7 +140,7 @@ struct driver::state {
   }
   result<dom*> get_active(std::string_view name, diagnostics& diag) {
     auto d = get(name, diag);
-    if (d && !(*d)->active()) return fail(diag, errc::operation_invalid, "domain " + q(name) + " is not running");
+    if (d && !(*d)->active()) return fail(diag, errc::operation_invalid, "domain is not running");
     return d;
   }
   result<net*> get_net(std::string_view name, diagnostics& diag) {
@@ -190,7 +190,7 @@ struct driver::state {
     return nullptr;
   }
 
-  result<void> add_domain_xml(std::string_view xml, bool running, diagnostics& diag) {
+  result<void> add_domain_xml(std::string_view xml, bool running, diagnostics& diag, int reason_ = reason::booted) {
     auto def = parse_domain_xml(xml, diag);
     if (!def) return def.error();
     if (auto r = normalize_domain_for_test_driver(*def, diag); !r) return r.error();
@@ -201,7 +201,7 @@ struct driver::state {
     d->def = std::move(*def);
     dom& ref = *d;
     doms.emplace(ref.def.name, std::move(d));
-    if (running) start(ref, reason::booted);
+    if (running) start(ref, reason_);
     return {};
   }
 
@@ -227,7 +227,8 @@ driver::~driver() = default;
 asio::any_io_executor driver::get_executor() const noexcept { return s_->ex; }
 
 result<void> driver::load_default(diagnostics& diag) {
-  if (auto r = s_->add_domain_xml(default_domain_xml, true, diag); !r) return r;
+  // libvirt's default domain runs for no recorded reason: `domstate --reason test` says "running (unknown)".
+  if (auto r = s_->add_domain_xml(default_domain_xml, true, diag, reason::running_unknown); !r) return r;
   return s_->add_network_xml(default_network_xml, true, diag);
 }
 
@@ -503,6 +504,13 @@ op<domain_info> driver::get_info(std::string_view name, diagnostics& diag) {
                         now_ns()};
 }
 
+// testDomainGetOSType answers "linux" whatever the XML says.
+op<std::string> driver::get_os_type(std::string_view name, diagnostics& diag) {
+  auto d = s_->get(name, diag);
+  if (!d) co_return failure(d.error());
+  co_return std::string("linux");
+}
+
 op<domain_state_info> driver::get_state(std::string_view name, diagnostics& diag) {
   auto d = s_->get(name, diag);
   if (!d) co_return failure(d.error());
@@ -673,8 +681,9 @@ op<void> driver::undefine_network(std::string_view name, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
   if (!n) co_return failure(n.error());
   if (!(*n)->persistent) co_return fail(diag, errc::operation_invalid, "network " + q(name) + " is not persistent");
-  if ((*n)->active) (*n)->persistent = false;
-  else s_->nets.erase((*n)->def.name);
+  if ((*n)->active)
+    co_return fail(diag, errc::operation_invalid, "Network " + q((*n)->def.name) + " is still running");
+  s_->nets.erase(std::string((*n)->def.name));
   co_return result<void>{};
 }
 

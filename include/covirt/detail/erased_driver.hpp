@@ -34,6 +34,7 @@ public:
   virtual op<void> suspend(std::string_view, diagnostics&) = 0;
   virtual op<void> resume(std::string_view, diagnostics&) = 0;
   virtual op<domain_info> get_info(std::string_view, diagnostics&) = 0;
+  virtual op<std::string> get_os_type(std::string_view, diagnostics&) = 0;
   virtual op<domain_state_info> get_state(std::string_view, diagnostics&) = 0;
   virtual op<std::string> get_xml(std::string_view, unsigned, diagnostics&) = 0;
   virtual op<bool> is_active(std::string_view, diagnostics&) = 0;
@@ -92,6 +93,7 @@ public:
   op<void> suspend(std::string_view n, diagnostics& g) override { return d_.suspend(n, g); }
   op<void> resume(std::string_view n, diagnostics& g) override { return d_.resume(n, g); }
   op<domain_info> get_info(std::string_view n, diagnostics& g) override { return d_.get_info(n, g); }
+  op<std::string> get_os_type(std::string_view n, diagnostics& g) override { return d_.get_os_type(n, g); }
   op<domain_state_info> get_state(std::string_view n, diagnostics& g) override { return d_.get_state(n, g); }
   op<std::string> get_xml(std::string_view n, unsigned f, diagnostics& g) override { return d_.get_xml(n, f, g); }
   op<bool> is_active(std::string_view n, diagnostics& g) override { return d_.is_active(n, g); }

@@ -45,6 +45,7 @@ public:
   op<void> resume(std::string_view name, diagnostics& diag);
   op<domain_info> get_info(std::string_view name, diagnostics& diag);
   op<domain_state_info> get_state(std::string_view name, diagnostics& diag);
+  op<std::string> get_os_type(std::string_view name, diagnostics& diag);
   op<std::string> get_xml(std::string_view name, unsigned flags, diagnostics& diag);
   op<bool> is_active(std::string_view name, diagnostics& diag);
   op<bool> is_persistent(std::string_view name, diagnostics& diag);
