@@ -1,0 +1,314 @@
+// covirt-sh against the real virsh: the same script on test:///default, in both tools,
+// must print the same stdout, the same error lines and succeed or fail alike.
+//
+// Normalised before comparing, because they legitimately differ:
+//  - "CPU time:" values (the test drivers derive them from the clock);
+//  - dominfo's Security model/DOI/label lines (covirt has no security-model API: covirt-sh omits them);
+//  - version's library lines (covirt-sh names covirt and its version, not libvirt's).
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct outcome {
+  std::string out, err;
+  int status = -1;
+};
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Runs argv in the source root with stdout and stderr captured in files.
+outcome run(const std::vector<std::string>& argv) {
+  char out_path[] = "/tmp/covirt-sh-out-XXXXXX";
+  char err_path[] = "/tmp/covirt-sh-err-XXXXXX";
+  int out_fd = mkstemp(out_path);
+  int err_fd = mkstemp(err_path);
+  REQUIRE(out_fd >= 0);
+  REQUIRE(err_fd >= 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    int null_fd = open("/dev/null", O_RDONLY);
+    dup2(null_fd, 0);
+    std::string root = env("COVIRT_SOURCE_ROOT");
+    if (!root.empty() && chdir(root.c_str()) != 0) _exit(126);
+    unsetenv("LIBVIRT_DEFAULT_URI");
+    unsetenv("COVIRT_DEFAULT_URI");
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  close(out_fd);
+  close(err_fd);
+  outcome o{slurp(out_path), slurp(err_path), WIFEXITED(st) ? WEXITSTATUS(st) : 128};
+  unlink(out_path);
+  unlink(err_path);
+  return o;
+}
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> v;
+  std::istringstream in(s);
+  for (std::string l; std::getline(in, l);) v.push_back(l);
+  return v;
+}
+
+std::string normalize(const std::string& out) {
+  std::string r;
+  for (const auto& l : lines(out)) {
+    if (l.starts_with("Security model:") || l.starts_with("Security DOI:") || l.starts_with("Security label:")) continue;
+    if (l.starts_with("Compiled against library:") || l.starts_with("Using library:") || l.starts_with("Using API:")) continue;
+    if (l.starts_with("CPU time:")) r += "CPU time:       <N>s\n";
+    else r += l + "\n";
+  }
+  return r;
+}
+
+std::vector<std::string> error_lines(const std::string& err) {
+  std::vector<std::string> v;
+  for (const auto& l : lines(err))
+    if (l.starts_with("error: ")) v.push_back(l);
+  return v;
+}
+
+struct both {
+  outcome virsh, sh;
+};
+
+both run_both(const std::vector<std::string>& args) {
+  std::string sh = env("COVIRT_SH");
+  REQUIRE_FALSE(sh.empty());
+  std::vector<std::string> v{"virsh", "-c", "test:///default"};
+  std::vector<std::string> c{sh, "-c", "test:///default"};
+  v.insert(v.end(), args.begin(), args.end());
+  c.insert(c.end(), args.begin(), args.end());
+  return {run(v), run(c)};
+}
+
+enum class errors_cmp { all, first_line };
+
+/// The whole comparison: stdout (normalised), the error lines, success or failure.
+both check_same(const std::vector<std::string>& args, errors_cmp ec = errors_cmp::all) {
+  auto r = run_both(args);
+  std::string joined;
+  for (const auto& a : args) joined += a + " ";
+  INFO("script: " << joined);
+  INFO("virsh stderr:\n" << r.virsh.err << "covirt-sh stderr:\n" << r.sh.err);
+  REQUIRE(r.virsh.status != 127);  // virsh must be installed
+  CHECK(normalize(r.sh.out) == normalize(r.virsh.out));
+  auto ve = error_lines(r.virsh.err), ce = error_lines(r.sh.err);
+  if (ec == errors_cmp::all) {
+    CHECK(ce == ve);
+  } else {
+    REQUIRE(ve.size() >= 1);
+    REQUIRE(ce.size() >= 1);
+    CHECK(ce.front() == ve.front());
+  }
+  CHECK((r.sh.status == 0) == (r.virsh.status == 0));
+  return r;
+}
+
+both check_same(const std::string& script, errors_cmp ec = errors_cmp::all) {
+  return check_same(std::vector<std::string>{script}, ec);
+}
+
+}  // namespace
+
+TEST_CASE("covirt-sh: listings and host information match virsh", "[sh]") {
+  for (const char* s : {"list", "list --all", "list --inactive", "list --name --all", "list --uuid --all",
+                        "list --name --uuid --all", "list --state-running --persistent --name", "nodeinfo",
+                        "net-list", "net-list --all", "net-list --name", "net-info default", "net-dumpxml default",
+                        "uri", "hostname", "maxvcpus", "maxvcpus --type test", "capabilities", "version"}) {
+    SECTION(s) { check_same(s); }
+  }
+}
+
+TEST_CASE("covirt-sh: domain information matches virsh", "[sh]") {
+  for (const char* s : {"dominfo test", "dominfo 1", "dominfo 6695eb01-f6a4-8304-79aa-97f2502e193f", "domstate test",
+                        "dumpxml test", "dumpxml --inactive test", "dumpxml --security-info test",
+                        "domuuid test; domid test; domname 1",
+                        "domname 6695eb01-f6a4-8304-79aa-97f2502e193f; domid 6695EB01-F6A4-8304-79AA-97F2502E193F",
+                        "domid 6695eb01f6a4830479aa97f2502e193f",  // virsh: a UUID has 36 characters
+                        "domstate --domain=test", "dominfo --domain test"}) {
+    SECTION(s) { check_same(s); }
+  }
+}
+
+TEST_CASE("covirt-sh: lifecycle scripts match virsh", "[sh]") {
+  for (const char* s : {
+           "destroy test; list --all; domstate --reason test",
+           "suspend test; dominfo test; resume test; domstate test",
+           "suspend test; domstate --reason test; resume test; domstate --reason test",
+           "destroy test; start test; domstate --reason test; list",
+           "shutdown test; domstate --reason test; list --all",
+           "undefine test; list --all; destroy test; list --all",
+           "define tests/data/sh/vm1.xml; start vm1; list --all; dumpxml vm1; destroy vm1; undefine vm1; list --all",
+           "define tests/data/sh/vm1.xml; dumpxml vm1; dominfo vm1; list --inactive; undefine vm1; list --all",
+           "define tests/data/sh/long-name.xml; list --all; list --name --uuid --all; "
+           "start a-very-long-domain-name-for-columns; list; dominfo a-very-long-domain-name-for-columns; "
+           "undefine a-very-long-domain-name-for-columns; list --all; destroy a-very-long-domain-name-for-columns; "
+           "list --all",
+           "create tests/data/sh/vm1.xml; list --all; dumpxml vm1; destroy vm1; list --all",
+           "setmem test 1048576; dominfo test",
+           "setmem test 1G; setmem test 512M; setmem test 100000k; dominfo test",
+           "setvcpus test 1; dominfo test",
+           "setvcpus test 4 --maximum --config; setvcpus test 3 --config; dumpxml --inactive test; dominfo test",
+           "setmaxmem test 1G --config; dumpxml --inactive test",
+           "destroy test; setmem test 1G; setvcpus test 1 --config; setmem test 1G --config; dominfo test",
+           "autostart test; dominfo test; autostart --disable test; dominfo test",
+       }) {
+    SECTION(s) { check_same(s); }
+  }
+}
+
+TEST_CASE("covirt-sh: network scripts match virsh", "[sh]") {
+  for (const char* s : {
+           "net-destroy default; net-list; net-list --all; net-start default; net-autostart default; "
+           "net-info default; net-autostart --disable default; net-info default",
+           "net-define tests/data/sh/net1.xml; net-list --all; net-info net1; net-start net1; net-dumpxml net1; "
+           "net-list; net-destroy net1; net-undefine net1; net-list --all",
+           "net-info dd8fe884-6c02-601e-7551-cca97df1c5df",
+       }) {
+    SECTION(s) { check_same(s); }
+  }
+}
+
+TEST_CASE("covirt-sh: errors match virsh", "[sh]") {
+  for (const char* s : {
+           "dominfo nosuch", "dominfo nosuch; uri", "suspend test; suspend test", "start test",
+           "resume test", "net-info nosuch", "net-destroy nosuch", "autostart --disable test; autostart nosuch",
+           "setmem test 1x; setmem test -5; setmem test 1T; setvcpus test 0; setvcpus test 5; "
+           "setvcpus test abc; setvcpus test 2 --maximum",
+           "setmaxmem test 4G; dominfo test", "setmem test 1G --current --live",
+           "define /nonexistent/covirt.xml",
+           // parse errors stop the whole script before anything runs
+           "uri; bogus", "uri; dominfo", "dominfo test extra", "dominfo --domain", "list --bogus",
+           "dominfo test --domain test", "setmem",
+       }) {
+    SECTION(s) { check_same(s); }
+  }
+  SECTION("malformed XML: the parsers' words differ, virsh's first line must not") {
+    auto r = check_same("define tests/data/sh/broken.xml", errors_cmp::first_line);
+    CHECK(r.sh.status != 0);
+  }
+  SECTION("read-only connections refuse changes") {
+    check_same(std::vector<std::string>{"-r", "destroy test"});
+    check_same(std::vector<std::string>{"-r", "suspend test; list"});
+    check_same(std::vector<std::string>{"-r", "net-destroy default"});
+    auto r = run_both({"-r", "destroy test"});
+    CHECK(error_lines(r.sh.err) ==
+          std::vector<std::string>{"error: Failed to destroy domain 'test'",
+                                   "error: operation forbidden: read only access prevents virDomainDestroy"});
+  }
+}
+
+TEST_CASE("covirt-sh: argv forms and quiet mode match virsh", "[sh]") {
+  check_same(std::vector<std::string>{"dominfo", "test"});
+  check_same(std::vector<std::string>{"domstate", "1"});
+  check_same(std::vector<std::string>{"destroy", "--domain", "test"});
+  check_same(std::vector<std::string>{"-q", "list --all; suspend test; net-list; domstate test"});
+  check_same(std::vector<std::string>{"--quiet", "dominfo test"});
+}
+
+TEST_CASE("covirt-sh: the exit status is the last command's, as virsh's", "[sh]") {
+  auto a = check_same("dominfo nosuch; uri");
+  CHECK(a.sh.status == 0);
+  auto b = check_same("uri; dominfo nosuch");
+  CHECK(b.sh.status != 0);
+}
+
+TEST_CASE("covirt-sh: event without a loop times out like virsh", "[sh]") {
+  auto r = check_same("event --all --loop --timeout 1");
+  CHECK(r.sh.out == "event loop timed out\nevents received: 0\n\n");
+  CHECK(r.sh.status != 0);
+  check_same("event --loop --timeout 1");  // needs --all or --event
+  check_same("event --loop --timeout 1 --event bogus");
+}
+
+TEST_CASE("covirt-sh: event --background prints libvirt's lifecycle events of the following commands", "[sh]") {
+  auto r = run({env("COVIRT_SH"), "-c", "test:///default",
+                "event --background --all; suspend test; resume test; destroy test; start test; "
+                "define tests/data/sh/vm1.xml; undefine vm1; domstate test"});
+  CHECK(r.err.empty());
+  CHECK(r.status == 0);
+  CHECK(r.out ==
+        "\n"
+        "Domain 'test' suspended\n"
+        "event 'lifecycle' for domain 'test': Suspended Paused\n\n"
+        "Domain 'test' resumed\n"
+        "event 'lifecycle' for domain 'test': Resumed Unpaused\n\n"
+        "Domain 'test' destroyed\n"
+        "event 'lifecycle' for domain 'test': Stopped Destroyed\n\n"
+        "Domain 'test' started\n"
+        "event 'lifecycle' for domain 'test': Started Booted\n\n"
+        "Domain 'vm1' defined from tests/data/sh/vm1.xml\n"
+        "event 'lifecycle' for domain 'vm1': Defined Added\n\n"
+        "Domain 'vm1' has been undefined\n"
+        "event 'lifecycle' for domain 'vm1': Undefined Removed\n\n"
+        "running\n\n");
+
+  SECTION("--domain filters, and a failed command emits nothing") {
+    auto f = run({env("COVIRT_SH"), "-c", "test:///default",
+                  "define tests/data/sh/vm1.xml; event --background --event lifecycle --domain vm1; start vm1; "
+                  "suspend test; start vm1; destroy vm1"});
+    CHECK(f.status == 0);
+    CHECK(f.out ==
+          "Domain 'vm1' defined from tests/data/sh/vm1.xml\n\n"
+          "\n"
+          "Domain 'vm1' started\n"
+          "event 'lifecycle' for domain 'vm1': Started Booted\n\n"
+          "Domain 'test' suspended\n\n"
+          "\n"
+          "Domain 'vm1' destroyed\n"
+          "event 'lifecycle' for domain 'vm1': Stopped Destroyed\n\n");
+    CHECK(error_lines(f.err) == std::vector<std::string>{"error: Domain is already active"});
+  }
+}
+
+// ---- Places where libvirt's test driver has its own words and rules.
+
+TEST_CASE("covirt-sh: dominfo OS Type matches virsh", "[sh]") {
+  // libvirt's test driver answers virDomainGetOSType with "linux", whatever the XML says.
+  check_same("dominfo test", errors_cmp::all);
+}
+
+TEST_CASE("covirt-sh: the default domain's state reason matches virsh", "[sh]") {
+  // libvirt: "running (unknown)" for the domain test:///default starts with.
+  check_same("domstate --reason test");
+}
+
+TEST_CASE("covirt-sh: acting on a shut-off domain fails with virsh's words", "[sh]") {
+  // libvirt: "Requested operation is not valid: domain is not running" (no name).
+  check_same("destroy test; reboot test");
+  check_same("destroy test; destroy test");
+}
+
+TEST_CASE("covirt-sh: an active network cannot be undefined", "[sh]") {
+  // libvirt's test driver refuses: "Requested operation is not valid: Network 'default' is still running".
+  check_same("net-undefine default; net-list --all");
+}
