@@ -173,13 +173,13 @@ public:
 private:
   // The common path of every operation. `denied_api` is non-null for a mutating call.
   template <class T, class F, class Token>
-  auto run(const char* denied_api, F f, diagnostics* diag, Token&& token) {
+  auto run(const char* denied_api, F&& f, diagnostics* diag, Token&& token) {
     const char* refused = (denied_api && is_read_only()) ? denied_api : nullptr;
     if constexpr (detail::is_use_awaitable<Token>) {
-      return throwing<T>(impl_.get(), refused, std::move(f), diag);
+      return throwing<T>(impl_.get(), refused, std::forward<F>(f), diag);
     } else {
       return asio::async_initiate<Token, typename detail::op_signature<T>::type>(
-          [this](auto h, const char* refused, F f, diagnostics* diag) {
+          [this](auto h, const char* refused, std::decay_t<F> f, diagnostics* diag) {
             auto ex = impl_ ? impl_->get_executor() : asio::get_associated_executor(h);
             auto slot = asio::get_associated_cancellation_slot(h);
             auto hex = asio::get_associated_executor(h, ex);
@@ -192,7 +192,7 @@ private:
                                  else std::move(h)(r.error(), T{});
                                })));
           },
-          token, refused, std::move(f), diag);
+          token, refused, std::forward<F>(f), diag);
     }
   }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <unordered_map>
 #include <sstream>
 
 #include <unistd.h>
@@ -111,7 +112,8 @@ std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 struct driver::state {
   asio::any_io_executor ex;
-  std::map<std::string, std::unique_ptr<dom>, std::less<>> doms;
+  std::map<std::string, std::unique_ptr<dom>, std::less<>> doms;  // by name, so lists come sorted
+  std::unordered_map<std::string, dom*> by_uuid;
   std::map<std::string, std::unique_ptr<net>, std::less<>> nets;
   int next_id = 1;
   node_info node{"i686", 3145728, 16, 1400, 2, 2, 2, 2};
@@ -122,10 +124,19 @@ struct driver::state {
     auto it = doms.find(name);
     return it == doms.end() ? nullptr : it->second.get();
   }
-  dom* find_uuid(std::string_view uuid) {
-    for (auto& [n, d] : doms)
-      if (d->def.uuid == uuid) return d.get();
-    return nullptr;
+  dom* find_uuid(const std::string& uuid) {
+    auto it = by_uuid.find(uuid);
+    return it == by_uuid.end() ? nullptr : it->second;
+  }
+  dom& insert(std::unique_ptr<dom> d) {
+    dom& ref = *d;
+    by_uuid.emplace(ref.def.uuid, &ref);
+    doms.emplace(ref.def.name, std::move(d));
+    return ref;
+  }
+  void erase(const dom& d) {
+    by_uuid.erase(d.def.uuid);
+    doms.erase(std::string(d.def.name));  // a copy: the key dies with the node
   }
   net* find_net(std::string_view name) {
     auto it = nets.find(name);
@@ -171,7 +182,7 @@ struct driver::state {
     }
     d.changed();
     emit(d, event_type::stopped, detail);
-    if (!d.persistent) doms.erase(std::string(d.def.name));  // a copy: the key dies with the node
+    if (!d.persistent) erase(d);
   }
 
   // virDomainObjListAdd's checks: a name and a uuid name one domain, or none.
@@ -199,8 +210,7 @@ struct driver::state {
     if (*at) return fail(diag, errc::operation_failed, "domain " + q(def->name) + " is listed twice");
     auto d = std::make_unique<dom>();
     d->def = std::move(*def);
-    dom& ref = *d;
-    doms.emplace(ref.def.name, std::move(d));
+    dom& ref = insert(std::move(d));
     if (running) start(ref, reason_);
     return {};
   }
@@ -379,8 +389,7 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   auto d = std::make_unique<dom>();
   d->def = std::move(*def);
   d->reason = reason::shutoff_unknown;
-  dom& ref = *d;
-  s_->doms.emplace(ref.def.name, std::move(d));
+  dom& ref = s_->insert(std::move(d));
   s_->emit(ref, event_type::defined, event_detail::defined_added);
   co_return ref.ref();
 }
@@ -396,7 +405,7 @@ op<void> driver::undefine(std::string_view name, diagnostics& diag) {
     x.next.reset();
     x.changed();
   } else {
-    s_->doms.erase(ref.name);
+    s_->erase(x);
   }
   s_->events.publish(ref, event_type::undefined, event_detail::undefined_removed);
   co_return result<void>{};
@@ -427,8 +436,7 @@ op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnost
     auto nd = std::make_unique<dom>();
     nd->def = std::move(*def);
     nd->persistent = false;
-    d = nd.get();
-    s_->doms.emplace(d->def.name, std::move(nd));
+    d = &s_->insert(std::move(nd));
   }
   s_->start(*d, reason::booted);
   s_->emit(*d, event_type::started, event_detail::started_booted);
