@@ -26,6 +26,21 @@ std::optional<std::string> uri::param(std::string_view key) const {
   return std::nullopt;
 }
 
+// Percent-encodes what cannot stand as it is in a query key or value.
+static void append_query_part(std::string& out, std::string_view part) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (unsigned char c : part) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/' || c == ':' || c == '@' ||
+        c == ',') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+}
+
 static std::string compose(const uri& u, bool with_transport, bool with_params) {
   std::string s = u.driver;
   if (with_transport && !u.transport.empty()) s += "+" + u.transport;
@@ -39,15 +54,19 @@ static std::string compose(const uri& u, bool with_transport, bool with_params) 
     char sep = '?';
     for (const auto& [k, v] : u.params) {
       s += sep;
-      s += k;
-      if (!v.empty()) s += "=" + v;
+      append_query_part(s, k);
+      if (!v.empty()) {
+        s += '=';
+        append_query_part(s, v);
+      }
       sep = '&';
     }
   }
   return s;
 }
 
-std::string uri::without_transport() const { return compose(*this, false, false); }
+// libvirt's remote driver asks the daemon for the URI without transport, user, host and port.
+std::string uri::without_transport() const { return driver + "://" + (path.empty() ? "/" : path); }
 std::string uri::str() const { return compose(*this, true, true); }
 
 result<uri> parse_uri(std::string_view text, diagnostics& diag) {
@@ -77,7 +96,9 @@ result<uri> parse_uri(std::string_view text, diagnostics& diag) {
   if (!valid_scheme_part(u.driver)) return bad("the driver name '" + u.driver + "' is not valid");
   if (!v.has_authority()) return bad("expected '" + scheme + "://' followed by an optional host and a path");
   if (v.has_userinfo()) {
-    if (v.has_password()) return bad("passwords do not belong in connection URIs");
+    // Not `bad`: the message must not carry the password into logs.
+    if (v.has_password())
+      return fail(diag, errc::invalid_arg, "malformed connection URI: passwords do not belong in connection URIs");
     u.user = std::string(v.user());
   }
   u.host = std::string(v.host_address());

@@ -26,7 +26,7 @@ struct uri {
 
   /// The value of a query parameter ("socket", "config_dir", ...), if given.
   std::optional<std::string> param(std::string_view key) const;
-  /// The URI without the transport, as libvirtd is asked for it ("qemu:///system").
+  /// The URI as libvirtd is asked for it: no transport, user, host, port or query ("qemu:///system").
   std::string without_transport() const;
   /// True when no host is named and no transport is given: the driver runs in this process.
   bool is_local() const noexcept { return transport.empty() && host.empty(); }

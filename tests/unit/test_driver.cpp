@@ -1,0 +1,1210 @@
+// Unit tests of the test driver through covirt::connection on test:///default.
+// Expected values come from libvirt 9.0's own test driver (virsh -c test:///default, and the
+// C API for error codes and lifecycle events).
+// g++ 12 warns falsely about asio's awaitable frame allocator at -O2 (GCC PR 109224).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+#include <covirt/connection.hpp>
+#include <covirt/test/driver.hpp>
+
+#include "common/run.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace asio = boost::asio;
+using covirt::domain_state;
+using covirt::errc;
+using covirt::error_code;
+using covirt::event_type;
+using covirt::test_support::run_coro;
+using Catch::Matchers::Contains;
+namespace det = covirt::event_detail;
+namespace rsn = covirt::reason;
+
+namespace {
+
+constexpr const char* test_uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+
+// `virsh -c test:///default dumpxml test` (libvirt 9.0).
+constexpr std::string_view default_live_xml = R"(<domain type='test' id='1'>
+  <name>test</name>
+  <uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid>
+  <memory unit='KiB'>8388608</memory>
+  <currentMemory unit='KiB'>2097152</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os>
+    <type arch='i686'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <source file='/guest/diskimage1'/>
+      <target dev='vda' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+    </disk>
+    <interface type='network'>
+      <mac address='aa:bb:cc:dd:ee:ff'/>
+      <source network='default'/>
+      <target dev='testnet0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x0'/>
+    </interface>
+    <memballoon model='virtio'>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </memballoon>
+  </devices>
+</domain>
+)";
+
+// `virsh -c test:///default net-dumpxml default`.
+constexpr std::string_view default_network_xml = R"(<network>
+  <name>default</name>
+  <uuid>dd8fe884-6c02-601e-7551-cca97df1c5df</uuid>
+  <forward mode='nat'/>
+  <bridge name='virbr0' stp='on' delay='0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.122.2' end='192.168.122.254'/>
+    </dhcp>
+  </ip>
+</network>
+)";
+
+constexpr const char* vm1_uuid = "11111111-2222-3333-4444-555555555555";
+
+std::string vm_xml(const std::string& name = "vm1", const std::string& uuid = vm1_uuid,
+                   const std::string& memory = "1048576", const std::string& current = "524288",
+                   const std::string& vcpus = "2") {
+  return "<domain type='test'>\n  <name>" + name + "</name>\n  <uuid>" + uuid +
+         "</uuid>\n  <memory unit='KiB'>" + memory + "</memory>\n  <currentMemory unit='KiB'>" + current +
+         "</currentMemory>\n  <vcpu>" + vcpus + "</vcpu>\n  <os><type arch='x86_64'>hvm</type></os>\n</domain>\n";
+}
+
+// `virsh dumpxml vm1` after `define` of vm_xml() (libvirt fills in the defaults).
+constexpr std::string_view vm1_defined_xml = R"(<domain type='test'>
+  <name>vm1</name>
+  <uuid>11111111-2222-3333-4444-555555555555</uuid>
+  <memory unit='KiB'>1048576</memory>
+  <currentMemory unit='KiB'>524288</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+  </devices>
+</domain>
+)";
+
+std::string net_xml(const std::string& name, const std::string& uuid, const std::string& bridge = "") {
+  std::string s = "<network>\n  <name>" + name + "</name>\n  <uuid>" + uuid + "</uuid>\n";
+  if (!bridge.empty()) s += "  <bridge name='" + bridge + "'/>\n";
+  return s + "</network>\n";
+}
+
+// What a failed operation gave: the code and the driver's message.
+struct outcome {
+  error_code ec;
+  std::string message;
+};
+
+template <class T>
+asio::awaitable<outcome> attempt(asio::awaitable<T> a) {
+  outcome o;
+  try {
+    co_await std::move(a);
+  } catch (const covirt::error& e) {
+    o = outcome{e.code(), e.message()};
+  }
+  co_return o;
+}
+
+struct want {
+  std::string name;
+  event_type type;
+  int detail;
+};
+
+// Reads every queued event and compares them with `expected`, in order.
+asio::awaitable<void> expect_events(covirt::event_stream& s, const std::vector<want>& expected) {
+  std::vector<covirt::domain_event> got;
+  while (s.pending() > 0) got.push_back(co_await s.async_next());
+  INFO("events received: " << got.size());
+  for (std::size_t i = 0; i < std::min(got.size(), expected.size()); ++i) {
+    INFO("event #" << i << ": " << got[i].domain.name << " " << covirt::to_string(got[i].type) << " " << got[i].detail);
+    CHECK(got[i].domain.name == expected[i].name);
+    CHECK(got[i].type == expected[i].type);
+    CHECK(got[i].detail == expected[i].detail);
+  }
+  CHECK(got.size() == expected.size());
+}
+
+std::vector<std::string> names(const std::vector<covirt::domain_ref>& refs) {
+  std::vector<std::string> out;
+  for (const auto& r : refs) out.push_back(r.name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> names(const std::vector<covirt::network_ref>& refs) {
+  std::vector<std::string> out;
+  for (const auto& r : refs) out.push_back(r.name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+using strings = std::vector<std::string>;
+
+// Runs `body(conn)` on a fresh test:///default connection.
+template <class F>
+void with_default(F body) {
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await covirt::async_open(ex, "test:///default");
+    co_await body(conn);
+  });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The default node
+
+TEST_CASE("test driver: the default state is libvirt's", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    CHECK(c.type() == "TEST");
+    CHECK(c.is_open());
+    CHECK_FALSE(c.is_read_only());
+    CHECK(co_await c.async_get_version() == 2);  // "Running hypervisor: TEST 0.0.2"
+    CHECK(co_await c.async_get_max_vcpus("test") == 32);
+    CHECK(co_await c.async_get_max_vcpus("") == 32);
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    CHECK(co_await c.async_get_hostname() == std::string(host));
+
+    auto ni = co_await c.async_node_get_info();
+    CHECK(ni.model == "i686");
+    CHECK(ni.cpus == 16);
+    CHECK(ni.mhz == 1400);
+    CHECK(ni.nodes == 2);
+    CHECK(ni.sockets == 2);
+    CHECK(ni.cores == 2);
+    CHECK(ni.threads == 2);
+    CHECK(ni.memory_kib == 3145728);
+
+    auto caps = co_await c.async_get_capabilities();
+    CHECK_THAT(caps, Contains("<capabilities>"));
+    CHECK_THAT(caps, Contains("<host>"));
+    CHECK_THAT(caps, Contains("<guest>"));
+
+    auto doms = co_await c.async_list_domains(0);
+    REQUIRE(doms.size() == 1);
+    CHECK(doms[0] == covirt::domain_ref{"test", test_uuid, 1});
+
+    auto info = co_await c.async_get_info("test");
+    CHECK(info.state == domain_state::running);
+    CHECK(info.max_mem_kib == 8388608);
+    CHECK(info.memory_kib == 2097152);
+    CHECK(info.nr_virt_cpu == 2);
+    CHECK(info.cpu_time_ns > 0);
+    auto st = co_await c.async_get_state("test");
+    CHECK(st.state == domain_state::running);
+    CHECK(co_await c.async_is_active("test"));
+    CHECK(co_await c.async_is_persistent("test"));
+    CHECK_FALSE(co_await c.async_get_autostart("test"));
+
+    CHECK(co_await c.async_get_xml("test", 0) == default_live_xml);
+
+    auto nets = co_await c.async_list_networks(0);
+    REQUIRE(nets.size() == 1);
+    CHECK(nets[0] == covirt::network_ref{"default", "dd8fe884-6c02-601e-7551-cca97df1c5df", true, true, false});
+    CHECK(co_await c.async_get_network_bridge_name("default") == "virbr0");
+    CHECK_FALSE(co_await c.async_get_network_autostart("default"));
+    CHECK(co_await c.async_get_network_xml("default", 0) == default_network_xml);
+  });
+}
+
+TEST_CASE("test driver: the inactive XML of the default domain has no id", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    std::string expected(default_live_xml);
+    expected.replace(expected.find(" id='1'"), 7, "");
+    CHECK(co_await c.async_get_xml("test", covirt::xml_flags::inactive) == expected);
+  });
+}
+
+// libvirt: `virsh -c test:///default domstate test --reason` says "running (unknown)";
+// only a domain started later through the API is "running (booted)".
+TEST_CASE("test driver: the default domain's running reason is unknown, as libvirt's", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto st = co_await c.async_get_state("test");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == rsn::running_unknown);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookup
+
+TEST_CASE("test driver: lookup by name, uuid and id", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    const covirt::domain_ref t{"test", test_uuid, 1};
+    CHECK(co_await c.async_lookup_by_name("test") == t);
+    CHECK(co_await c.async_lookup_by_uuid(test_uuid) == t);
+    CHECK(co_await c.async_lookup_by_uuid("6695eb01f6a4830479aa97f2502e193f") == t);  // without dashes
+    CHECK(co_await c.async_lookup_by_uuid("6695EB01-F6A4-8304-79AA-97F2502E193F") == t);  // upper case
+    CHECK(co_await c.async_lookup_by_id(1) == t);
+
+    auto o = co_await attempt(c.async_lookup_by_name("nope"));
+    CHECK(o.ec == errc::no_domain);
+    CHECK_THAT(o.message, Contains("'nope'"));
+    o = co_await attempt(c.async_lookup_by_uuid("11111111-2222-3333-4444-000000000000"));
+    CHECK(o.ec == errc::no_domain);
+    o = co_await attempt(c.async_lookup_by_uuid("zz"));
+    CHECK(o.ec);  // the exact code: see "a malformed uuid is invalid_arg" below
+    o = co_await attempt(c.async_lookup_by_id(99));
+    CHECK(o.ec == errc::no_domain);
+    CHECK_THAT(o.message, Contains("99"));
+    o = co_await attempt(c.async_lookup_by_id(-1));
+    CHECK(o.ec == errc::no_domain);
+
+    // An inactive domain has no id to be found by.
+    co_await c.async_define_xml(vm_xml());
+    auto r = co_await c.async_lookup_by_name("vm1");
+    CHECK(r == covirt::domain_ref{"vm1", vm1_uuid, -1});
+    CHECK(co_await c.async_lookup_by_uuid(vm1_uuid) == r);
+    o = co_await attempt(c.async_lookup_by_id(-1));
+    CHECK(o.ec == errc::no_domain);
+  });
+}
+
+// libvirt: virDomainLookupByUUIDString(conn, "zz") fails with VIR_ERR_INVALID_ARG ("Invalid UUID").
+TEST_CASE("test driver: lookup by a malformed uuid is invalid_arg", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    for (const char* bad : {"zz", "6695eb01-f6a4-8304-79aa", "6695eb01-f6a4-8304-79aa-97f2502e193fff"}) {
+      INFO(bad);
+      auto o = co_await attempt(c.async_lookup_by_uuid(bad));
+      CHECK(o.ec == errc::invalid_arg);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Define / undefine
+
+TEST_CASE("test driver: define adds, redefining updates, conflicts are operation_failed", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    auto r = co_await c.async_define_xml(vm_xml());
+    CHECK(r == covirt::domain_ref{"vm1", vm1_uuid, -1});
+    CHECK_FALSE(co_await c.async_is_active("vm1"));
+    CHECK(co_await c.async_is_persistent("vm1"));
+    auto st = co_await c.async_get_state("vm1");
+    CHECK(st.state == domain_state::shutoff);
+    CHECK(st.reason == rsn::shutoff_unknown);
+    CHECK(co_await c.async_get_xml("vm1", 0) == vm1_defined_xml);
+    auto info = co_await c.async_get_info("vm1");
+    CHECK(info.state == domain_state::shutoff);
+    CHECK(info.max_mem_kib == 1048576);
+    CHECK(info.memory_kib == 524288);
+    CHECK(info.nr_virt_cpu == 2);
+
+    // Same name and uuid: an update, with new values.
+    auto r2 = co_await c.async_define_xml(vm_xml("vm1", vm1_uuid, "2097152", "1048576", "4"));
+    CHECK(r2 == r);
+    info = co_await c.async_get_info("vm1");
+    CHECK(info.max_mem_kib == 2097152);
+    CHECK(info.memory_kib == 1048576);
+    CHECK(info.nr_virt_cpu == 4);
+
+    // Same name, another uuid (libvirt's exact words).
+    auto o = co_await attempt(c.async_define_xml(vm_xml("vm1", "99999999-2222-3333-4444-555555555555")));
+    CHECK(o.ec == errc::operation_failed);
+    CHECK(o.message == "domain 'vm1' already exists with uuid 11111111-2222-3333-4444-555555555555");
+    // Same uuid, another name.
+    o = co_await attempt(c.async_define_xml(vm_xml("vm2")));
+    CHECK(o.ec == errc::operation_failed);
+    CHECK(o.message == "domain 'vm1' is already defined with uuid 11111111-2222-3333-4444-555555555555");
+    // The default domain's uuid under another name.
+    o = co_await attempt(c.async_define_xml(vm_xml("other", test_uuid)));
+    CHECK(o.ec == errc::operation_failed);
+    CHECK_THAT(o.message, Contains("'test'"));
+    // Not XML at all, and XML without a name.
+    o = co_await attempt(c.async_define_xml("this is not xml"));
+    CHECK(o.ec);
+    o = co_await attempt(c.async_define_xml("<domain type='test'><memory>1024</memory></domain>"));
+    CHECK(o.ec);
+
+    // The failures changed nothing.
+    {
+      auto got_ = names(co_await c.async_list_domains(0));
+      CHECK(got_ == strings{"test", "vm1"});
+    }
+    info = co_await c.async_get_info("vm1");
+    CHECK(info.max_mem_kib == 2097152);
+    {
+      std::vector<want> exp_ = {{"vm1", event_type::defined, det::defined_added},
+                                {"vm1", event_type::defined, det::defined_updated}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: redefining a running domain changes the next boot only", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    std::string xml(default_live_xml);
+    xml.replace(xml.find(" id='1'"), 7, "");
+    xml.replace(xml.find("2097152"), 7, "1048576");
+    co_await c.async_define_xml(xml);
+    auto info = co_await c.async_get_info("test");
+    CHECK(info.memory_kib == 2097152);
+    CHECK_THAT(co_await c.async_get_xml("test", 0), Contains("<currentMemory unit='KiB'>2097152</currentMemory>"));
+    CHECK_THAT(co_await c.async_get_xml("test", covirt::xml_flags::inactive),
+               Contains("<currentMemory unit='KiB'>1048576</currentMemory>"));
+    co_await c.async_destroy("test");
+    info = co_await c.async_get_info("test");
+    CHECK(info.memory_kib == 1048576);
+    {
+      std::vector<want> exp_ = {{"test", event_type::defined, det::defined_updated},
+                                {"test", event_type::stopped, det::stopped_destroyed}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: undefine", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    SECTION("an inactive domain is removed") {
+      co_await c.async_define_xml(vm_xml());
+      co_await c.async_undefine("vm1");
+      auto o = co_await attempt(c.async_lookup_by_name("vm1"));
+      CHECK(o.ec == errc::no_domain);
+      {
+      std::vector<want> exp_ = {{"vm1", event_type::defined, det::defined_added},
+                                  {"vm1", event_type::undefined, det::undefined_removed}};
+      co_await expect_events(ev, exp_);
+    }
+    }
+    SECTION("a running domain becomes transient; destroy then removes it") {
+      co_await c.async_undefine("test");
+      CHECK(co_await c.async_is_active("test"));
+      CHECK_FALSE(co_await c.async_is_persistent("test"));
+      auto st = co_await c.async_get_state("test");
+      CHECK(st.state == domain_state::running);
+      {
+        auto got_ = names(co_await c.async_list_domains(covirt::list_flags::transient));
+        CHECK(got_ == strings{"test"});
+      }
+      co_await c.async_destroy("test");
+      auto o = co_await attempt(c.async_lookup_by_name("test"));
+      CHECK(o.ec == errc::no_domain);
+      CHECK((co_await c.async_list_domains(0)).empty());
+      {
+      std::vector<want> exp_ = {{"test", event_type::undefined, det::undefined_removed},
+                                  {"test", event_type::stopped, det::stopped_destroyed}};
+      co_await expect_events(ev, exp_);
+    }
+    }
+    SECTION("a transient domain that shuts down is gone too") {
+      co_await c.async_undefine("test");
+      co_await c.async_shutdown("test");
+      auto o = co_await attempt(c.async_get_info("test"));
+      CHECK(o.ec == errc::no_domain);
+    }
+    SECTION("an unknown domain") {
+      auto o = co_await attempt(c.async_undefine("nope"));
+      CHECK(o.ec == errc::no_domain);
+      CHECK(ev.pending() == 0);
+    }
+  });
+}
+
+// libvirt 9.0's testDomainUndefineFlags accepts a running transient domain: it stays running and
+// transient, and another VIR_DOMAIN_EVENT_UNDEFINED_REMOVED is emitted (checked with the C API).
+TEST_CASE("test driver: undefine of a running transient domain succeeds, as libvirt's", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    co_await c.async_create_xml(vm_xml(), 0);
+    auto ev = c.subscribe();
+    auto o = co_await attempt(c.async_undefine("vm1"));
+    CHECK_FALSE(o.ec);
+    CHECK(co_await c.async_is_active("vm1"));
+    CHECK_FALSE(co_await c.async_is_persistent("vm1"));
+    {
+      std::vector<want> exp_ = {{"vm1", event_type::undefined, det::undefined_removed}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+
+TEST_CASE("test driver: create (start) a defined domain", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    co_await c.async_define_xml(vm_xml());
+    co_await c.async_create("vm1");
+    auto r = co_await c.async_lookup_by_name("vm1");
+    CHECK(r.id == 2);
+    CHECK(co_await c.async_lookup_by_id(2) == r);
+    CHECK(co_await c.async_is_active("vm1"));
+    CHECK(co_await c.async_is_persistent("vm1"));
+    auto st = co_await c.async_get_state("vm1");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == rsn::booted);
+    auto live = co_await c.async_get_xml("vm1", 0);
+    CHECK_THAT(live, Contains("<domain type='test' id='2'>"));
+    auto inactive = co_await c.async_get_xml("vm1", covirt::xml_flags::inactive);
+    CHECK(inactive == vm1_defined_xml);
+
+    // Already running: refused, nothing changes (libvirt's test driver: internal error).
+    auto o = co_await attempt(c.async_create("vm1"));
+    CHECK(o.ec == errc::internal_error);
+    CHECK(o.message == "Domain 'vm1' is already running");
+    CHECK((co_await c.async_lookup_by_name("vm1")).id == 2);
+    o = co_await attempt(c.async_create("test"));
+    CHECK(o.ec == errc::internal_error);
+    o = co_await attempt(c.async_create("nope"));
+    CHECK(o.ec == errc::no_domain);
+
+    // Each start takes a new id.
+    co_await c.async_destroy("vm1");
+    CHECK((co_await c.async_lookup_by_name("vm1")).id == -1);
+    co_await c.async_create("vm1");
+    CHECK((co_await c.async_lookup_by_name("vm1")).id == 3);
+    {
+      std::vector<want> exp_ = {{"vm1", event_type::defined, det::defined_added},
+                                {"vm1", event_type::started, det::started_booted},
+                                {"vm1", event_type::stopped, det::stopped_destroyed},
+                                {"vm1", event_type::started, det::started_booted}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: create_xml starts a transient domain", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    auto r = co_await c.async_create_xml(vm_xml(), 0);
+    CHECK(r == covirt::domain_ref{"vm1", vm1_uuid, 2});
+    CHECK(co_await c.async_is_active("vm1"));
+    CHECK_FALSE(co_await c.async_is_persistent("vm1"));
+    auto st = co_await c.async_get_state("vm1");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == rsn::booted);
+
+    // The id keeps increasing.
+    auto r2 = co_await c.async_create_xml(vm_xml("vm2", "22222222-2222-3333-4444-555555555555"), 0);
+    CHECK(r2.id == 3);
+
+    // Same name while running: operation_invalid (libvirt's words); same uuid other name: operation_failed.
+    auto o = co_await attempt(c.async_create_xml(vm_xml(), 0));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "domain 'vm1' is already active");
+    o = co_await attempt(c.async_create_xml(vm_xml("vm3"), 0));
+    CHECK(o.ec == errc::operation_failed);
+    CHECK(o.message == "domain 'vm1' is already defined with uuid 11111111-2222-3333-4444-555555555555");
+
+    // Shut down, a transient domain is gone.
+    co_await c.async_shutdown("vm1");
+    o = co_await attempt(c.async_lookup_by_name("vm1"));
+    CHECK(o.ec == errc::no_domain);
+
+    {
+      std::vector<want> exp_ = {{"vm1", event_type::started, det::started_booted},
+                                {"vm2", event_type::started, det::started_booted},
+                                {"vm1", event_type::stopped, det::stopped_shutdown}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: create_xml with flag 1 (start paused)", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    auto r = co_await c.async_create_xml(vm_xml(), 1);
+    CHECK(r.id == 2);
+    auto st = co_await c.async_get_state("vm1");
+    CHECK(st.state == domain_state::paused);
+    CHECK(st.reason == rsn::user);
+    {
+      auto got_ = names(co_await c.async_list_domains(covirt::list_flags::paused));
+      CHECK(got_ == strings{"vm1"});
+    }
+    co_await c.async_resume("vm1");
+    st = co_await c.async_get_state("vm1");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == rsn::unpaused);
+    {
+      std::vector<want> exp_ = {{"vm1", event_type::started, det::started_booted},
+                                {"vm1", event_type::suspended, det::suspended_paused},
+                                {"vm1", event_type::resumed, det::resumed_unpaused}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: create_xml of a defined, inactive domain runs it and keeps it persistent", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    co_await c.async_define_xml(vm_xml());
+    auto r = co_await c.async_create_xml(vm_xml("vm1", vm1_uuid, "1048576", "262144"), 0);
+    CHECK(r.id == 2);
+    CHECK(co_await c.async_is_persistent("vm1"));
+    CHECK((co_await c.async_get_info("vm1")).memory_kib == 262144);
+    co_await c.async_destroy("vm1");
+    CHECK(co_await c.async_is_persistent("vm1"));
+    CHECK((co_await c.async_get_info("vm1")).memory_kib == 524288);  // back to the definition
+  });
+}
+
+TEST_CASE("test driver: destroy", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    co_await c.async_destroy("test");
+    CHECK_FALSE(co_await c.async_is_active("test"));
+    CHECK(co_await c.async_is_persistent("test"));
+    auto st = co_await c.async_get_state("test");
+    CHECK(st.state == domain_state::shutoff);
+    CHECK(st.reason == rsn::destroyed);
+    CHECK((co_await c.async_lookup_by_name("test")).id == -1);
+    auto o = co_await attempt(c.async_lookup_by_id(1));
+    CHECK(o.ec == errc::no_domain);
+    CHECK_THAT(co_await c.async_get_xml("test", 0), !Contains("id='1'"));
+
+    o = co_await attempt(c.async_destroy("test"));
+    CHECK(o.ec == errc::operation_invalid);  // libvirt: "domain is not running"
+    CHECK_THAT(o.message, Contains("not running"));
+    o = co_await attempt(c.async_destroy("nope"));
+    CHECK(o.ec == errc::no_domain);
+    {
+      std::vector<want> exp_ = {{"test", event_type::stopped, det::stopped_destroyed}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: shutdown", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    co_await c.async_shutdown("test");
+    auto st = co_await c.async_get_state("test");
+    CHECK(st.state == domain_state::shutoff);
+    CHECK(st.reason == rsn::shutdown);
+    CHECK(co_await c.async_is_persistent("test"));
+
+    auto o = co_await attempt(c.async_shutdown("test"));
+    CHECK(o.ec);
+    CHECK_THAT(o.message, Contains("not running"));
+    o = co_await attempt(c.async_shutdown("nope"));
+    CHECK(o.ec == errc::no_domain);
+
+    // A paused domain is refused with libvirt's words.
+    co_await c.async_create("test");
+    co_await c.async_suspend("test");
+    o = co_await attempt(c.async_shutdown("test"));
+    CHECK(o.ec == errc::internal_error);
+    CHECK(o.message == "domain 'test' not running");
+    CHECK((co_await c.async_get_state("test")).state == domain_state::paused);
+    {
+      std::vector<want> exp_ = {{"test", event_type::stopped, det::stopped_shutdown},
+                                {"test", event_type::started, det::started_booted},
+                                {"test", event_type::suspended, det::suspended_paused}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: reboot keeps the domain running without an event", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    co_await c.async_suspend("test");
+    co_await c.async_resume("test");
+    auto ev = c.subscribe();
+    co_await c.async_reboot("test");
+    auto st = co_await c.async_get_state("test");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == rsn::booted);
+    CHECK((co_await c.async_lookup_by_name("test")).id == 1);
+    CHECK(ev.pending() == 0);
+
+    co_await c.async_destroy("test");
+    auto o = co_await attempt(c.async_reboot("test"));
+    CHECK(o.ec == errc::operation_invalid);  // libvirt: "domain is not running"
+    o = co_await attempt(c.async_reboot("nope"));
+    CHECK(o.ec == errc::no_domain);
+  });
+}
+
+TEST_CASE("test driver: a domain whose on_reboot is destroy stops on reboot", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    std::string xml = vm_xml();
+    xml.insert(xml.find("</domain>"), "  <on_reboot>destroy</on_reboot>\n");
+    co_await c.async_define_xml(xml);
+    co_await c.async_create("vm1");
+    auto ev = c.subscribe();
+    co_await c.async_reboot("vm1");
+    auto st = co_await c.async_get_state("vm1");
+    CHECK(st.state == domain_state::shutoff);
+    CHECK(st.reason == rsn::shutdown);
+    {
+      std::vector<want> exp_ = {{"vm1", event_type::stopped, det::stopped_shutdown}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: suspend and resume", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    co_await c.async_suspend("test");
+    auto st = co_await c.async_get_state("test");
+    CHECK(st.state == domain_state::paused);
+    CHECK(st.reason == rsn::user);
+    CHECK((co_await c.async_get_info("test")).state == domain_state::paused);
+    CHECK(co_await c.async_is_active("test"));
+
+    // Twice: libvirt's internal error, word for word.
+    auto o = co_await attempt(c.async_suspend("test"));
+    CHECK(o.ec == errc::internal_error);
+    CHECK(o.message == "domain 'test' not running");
+
+    co_await c.async_resume("test");
+    st = co_await c.async_get_state("test");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == rsn::unpaused);
+    o = co_await attempt(c.async_resume("test"));
+    CHECK(o.ec == errc::internal_error);
+    CHECK(o.message == "domain 'test' not paused");
+
+    // Shut off: neither makes sense; libvirt's test driver checks the state alone.
+    co_await c.async_destroy("test");
+    o = co_await attempt(c.async_suspend("test"));
+    CHECK(o.ec == errc::internal_error);
+    CHECK(o.message == "domain 'test' not running");
+    o = co_await attempt(c.async_resume("test"));
+    CHECK(o.ec == errc::internal_error);
+    CHECK(o.message == "domain 'test' not paused");
+    CHECK((co_await c.async_get_state("test")).state == domain_state::shutoff);
+    o = co_await attempt(c.async_suspend("nope"));
+    CHECK(o.ec == errc::no_domain);
+    o = co_await attempt(c.async_resume("nope"));
+    CHECK(o.ec == errc::no_domain);
+
+    {
+      std::vector<want> exp_ = {{"test", event_type::suspended, det::suspended_paused},
+                                {"test", event_type::resumed, det::resumed_unpaused},
+                                {"test", event_type::stopped, det::stopped_destroyed}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+TEST_CASE("test driver: every query on an unknown domain is no_domain", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    CHECK((co_await attempt(c.async_get_info("nope"))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_get_state("nope"))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_get_xml("nope", 0))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_is_active("nope"))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_is_persistent("nope"))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_get_autostart("nope"))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_set_autostart("nope", true))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_set_memory("nope", 1024, 0))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_set_max_memory("nope", 1024))).ec == errc::no_domain);
+    CHECK((co_await attempt(c.async_set_vcpus("nope", 1, 0))).ec == errc::no_domain);
+    auto o = co_await attempt(c.async_get_info("nope"));
+    CHECK_THAT(o.message, Contains("'nope'"));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+TEST_CASE("test driver: list_domains with each flag", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace lf = covirt::list_flags;
+    // test: running persistent; vm1: shut off persistent autostart; tr: running transient; tp: paused transient.
+    co_await c.async_define_xml(vm_xml());
+    co_await c.async_set_autostart("vm1", true);
+    co_await c.async_create_xml(vm_xml("tr", "22222222-2222-3333-4444-555555555555"), 0);
+    co_await c.async_create_xml(vm_xml("tp", "33333333-2222-3333-4444-555555555555"), 1);
+
+    auto L = [&](unsigned flags) { return c.async_list_domains(flags); };
+    {
+      auto got_ = names(co_await L(lf::all));
+      CHECK(got_ == strings{"test", "tp", "tr", "vm1"});
+    }
+    {
+      auto got_ = names(co_await L(lf::active));
+      CHECK(got_ == strings{"test", "tp", "tr"});
+    }
+    {
+      auto got_ = names(co_await L(lf::inactive));
+      CHECK(got_ == strings{"vm1"});
+    }
+    {
+      auto got_ = names(co_await L(lf::active | lf::inactive));
+      CHECK(got_ == strings{"test", "tp", "tr", "vm1"});
+    }
+    {
+      auto got_ = names(co_await L(lf::persistent));
+      CHECK(got_ == strings{"test", "vm1"});
+    }
+    {
+      auto got_ = names(co_await L(lf::transient));
+      CHECK(got_ == strings{"tp", "tr"});
+    }
+    {
+      auto got_ = names(co_await L(lf::persistent | lf::transient));
+      CHECK(got_ == strings{"test", "tp", "tr", "vm1"});
+    }
+    {
+      auto got_ = names(co_await L(lf::running));
+      CHECK(got_ == strings{"test", "tr"});
+    }
+    {
+      auto got_ = names(co_await L(lf::paused));
+      CHECK(got_ == strings{"tp"});
+    }
+    {
+      auto got_ = names(co_await L(lf::shutoff));
+      CHECK(got_ == strings{"vm1"});
+    }
+    {
+      auto got_ = names(co_await L(lf::running | lf::paused));
+      CHECK(got_ == strings{"test", "tp", "tr"});
+    }
+    CHECK((co_await L(lf::other)).empty());
+    {
+      auto got_ = names(co_await L(lf::autostart));
+      CHECK(got_ == strings{"vm1"});
+    }
+    {
+      auto got_ = names(co_await L(lf::no_autostart));
+      CHECK(got_ == strings{"test", "tp", "tr"});
+    }
+    {
+      auto got_ = names(co_await L(lf::active | lf::persistent));
+      CHECK(got_ == strings{"test"});
+    }
+    {
+      auto got_ = names(co_await L(lf::active | lf::transient | lf::running));
+      CHECK(got_ == strings{"tr"});
+    }
+    CHECK((co_await L(lf::inactive | lf::transient)).empty());
+    {
+      auto got_ = names(co_await L(lf::inactive | lf::autostart));
+      CHECK(got_ == strings{"vm1"});
+    }
+    CHECK((co_await L(lf::managedsave)).empty());
+    {
+      auto got_ = names(co_await L(lf::no_managedsave));
+      CHECK(got_ == strings{"test", "tp", "tr", "vm1"});
+    }
+    CHECK((co_await L(lf::has_snapshot)).empty());
+    {
+      auto got_ = names(co_await L(lf::no_snapshot));
+      CHECK(got_ == strings{"test", "tp", "tr", "vm1"});
+    }
+    CHECK((co_await L(lf::has_checkpoint)).empty());
+    {
+      auto got_ = names(co_await L(lf::no_checkpoint));
+      CHECK(got_ == strings{"test", "tp", "tr", "vm1"});
+    }
+
+    // The refs carry ids: -1 for the inactive one.
+    for (const auto& r : co_await L(lf::all)) {
+      INFO(r.name);
+      CHECK((r.name == "vm1") == (r.id == -1));
+      CHECK(r.uuid.size() == 36);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory, vcpus, autostart
+
+TEST_CASE("test driver: set_memory and set_max_memory", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    auto ev = c.subscribe();
+    // Above the maximum: libvirt's words.
+    auto o = co_await attempt(c.async_set_memory("test", 9000000, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "cannot set memory higher than max memory");
+    // The maximum of a running domain, live: operation_invalid.
+    o = co_await attempt(c.async_set_max_memory("test", 4194304));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "cannot resize the maximum memory on an active domain");
+    o = co_await attempt(c.async_set_memory("test", 4194304, m::mem_maximum | m::live));
+    CHECK(o.ec == errc::operation_invalid);
+    auto info = co_await c.async_get_info("test");
+    CHECK(info.max_mem_kib == 8388608);
+    CHECK(info.memory_kib == 2097152);
+
+    // Live: the running domain only.
+    co_await c.async_set_memory("test", 1048576, m::live);
+    info = co_await c.async_get_info("test");
+    CHECK(info.memory_kib == 1048576);
+    CHECK_THAT(co_await c.async_get_xml("test", 0), Contains("<currentMemory unit='KiB'>1048576</currentMemory>"));
+    // "current" on a running domain is live.
+    co_await c.async_set_memory("test", 1572864, m::current);
+    CHECK((co_await c.async_get_info("test")).memory_kib == 1572864);
+    // Config: the next boot only.
+    co_await c.async_set_memory("test", 3145728, m::config);
+    CHECK((co_await c.async_get_info("test")).memory_kib == 1572864);
+    CHECK_THAT(co_await c.async_get_xml("test", covirt::xml_flags::inactive),
+               Contains("<currentMemory unit='KiB'>3145728</currentMemory>"));
+    // The maximum in the config of a running domain.
+    co_await c.async_set_memory("test", 4194304, m::mem_maximum | m::config);
+    CHECK((co_await c.async_get_info("test")).max_mem_kib == 8388608);
+    CHECK_THAT(co_await c.async_get_xml("test", covirt::xml_flags::inactive),
+               Contains("<memory unit='KiB'>4194304</memory>"));
+    // Above the config maximum, for the config.
+    o = co_await attempt(c.async_set_memory("test", 5000000, m::config));
+    CHECK(o.ec == errc::invalid_arg);
+
+    // After a shutdown the config is what runs next: libvirt shows max 4194304, used 3145728.
+    co_await c.async_shutdown("test");
+    info = co_await c.async_get_info("test");
+    CHECK(info.max_mem_kib == 4194304);
+    CHECK(info.memory_kib == 3145728);
+    // Shut off: live is refused; the maximum may change; current shrinks with it.
+    o = co_await attempt(c.async_set_memory("test", 1048576, m::live));
+    CHECK(o.ec == errc::operation_invalid);
+    co_await c.async_set_max_memory("test", 2097152);
+    info = co_await c.async_get_info("test");
+    CHECK(info.max_mem_kib == 2097152);
+    CHECK(info.memory_kib == 2097152);
+    co_await c.async_set_memory("test", 1048576, 0);
+    CHECK((co_await c.async_get_info("test")).memory_kib == 1048576);
+
+    // Transient domains have no config.
+    co_await c.async_create_xml(vm_xml(), 0);
+    o = co_await attempt(c.async_set_memory("vm1", 262144, m::config));
+    CHECK(o.ec == errc::operation_invalid);
+
+    // No lifecycle events for any of it, beyond the shutdown and the start.
+    {
+      std::vector<want> exp_ = {{"test", event_type::stopped, det::stopped_shutdown},
+                                {"vm1", event_type::started, det::started_booted}};
+      co_await expect_events(ev, exp_);
+    }
+  });
+}
+
+// libvirt keeps a running persistent domain's live and persistent definitions apart:
+// `setmem test 1048576 --live; setvcpus test 1 --live; dumpxml --inactive test` still shows
+// currentMemory 2097152 and `<vcpu placement='static'>2</vcpu>`, and so does the next boot.
+TEST_CASE("test driver: live changes leave the persistent config alone", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    co_await c.async_set_memory("test", 1048576, m::live);
+    co_await c.async_set_vcpus("test", 1, m::live);
+    auto inactive = co_await c.async_get_xml("test", covirt::xml_flags::inactive);
+    CHECK_THAT(inactive, Contains("<currentMemory unit='KiB'>2097152</currentMemory>"));
+    CHECK_THAT(inactive, Contains("<vcpu placement='static'>2</vcpu>"));
+    co_await c.async_destroy("test");
+    auto info = co_await c.async_get_info("test");
+    CHECK(info.memory_kib == 2097152);
+    CHECK(info.nr_virt_cpu == 2);
+  });
+}
+
+// libvirt: virDomainSetMemoryFlags(dom, 0, 0) fails with VIR_ERR_INVALID_ARG
+// ("memory in virDomainSetMemoryFlags must not be zero").
+TEST_CASE("test driver: set_memory to zero is invalid_arg", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto o = co_await attempt(c.async_set_memory("test", 0, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK((co_await c.async_get_info("test")).memory_kib == 2097152);
+  });
+}
+
+TEST_CASE("test driver: set_vcpus", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    auto o = co_await attempt(c.async_set_vcpus("test", 64, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "requested cpu amount exceeds maximum supported amount (64 > 32)");
+    o = co_await attempt(c.async_set_vcpus("test", 3, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "requested cpu amount exceeds maximum (3 > 2)");
+    o = co_await attempt(c.async_set_vcpus("test", 0, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    o = co_await attempt(c.async_set_vcpus("test", 4, m::vcpu_maximum | m::live));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK((co_await c.async_get_info("test")).nr_virt_cpu == 2);
+
+    co_await c.async_set_vcpus("test", 1, 0);
+    CHECK((co_await c.async_get_info("test")).nr_virt_cpu == 1);
+    CHECK_THAT(co_await c.async_get_xml("test", 0), Contains("<vcpu placement='static' current='1'>2</vcpu>"));
+    co_await c.async_set_vcpus("test", 2, m::live);
+    CHECK((co_await c.async_get_info("test")).nr_virt_cpu == 2);
+    CHECK_THAT(co_await c.async_get_xml("test", 0), Contains("<vcpu placement='static'>2</vcpu>"));
+
+    // Config of a shut-off domain; the maximum may grow there.
+    co_await c.async_destroy("test");
+    co_await c.async_set_vcpus("test", 8, m::vcpu_maximum | m::config);
+    co_await c.async_set_vcpus("test", 6, m::config);
+    CHECK((co_await c.async_get_info("test")).nr_virt_cpu == 6);
+    CHECK_THAT(co_await c.async_get_xml("test", 0), Contains("<vcpu placement='static' current='6'>8</vcpu>"));
+    o = co_await attempt(c.async_set_vcpus("test", 9, m::config));
+    CHECK(o.ec == errc::invalid_arg);
+    o = co_await attempt(c.async_set_vcpus("test", 33, m::vcpu_maximum | m::config));
+    CHECK(o.ec == errc::invalid_arg);
+    o = co_await attempt(c.async_set_vcpus("test", 1, m::live));
+    CHECK(o.ec == errc::operation_invalid);
+  });
+}
+
+// libvirt: raising the maximum (VIR_DOMAIN_VCPU_MAXIMUM | AFFECT_CONFIG) to 4 on the default domain
+// leaves the current count at 2: `<vcpu placement='static' current='2'>4</vcpu>`, and the domain
+// boots next time with 2 vcpus.
+TEST_CASE("test driver: raising the vcpu maximum keeps the current count", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    co_await c.async_set_vcpus("test", 4, m::vcpu_maximum | m::config);
+    CHECK_THAT(co_await c.async_get_xml("test", covirt::xml_flags::inactive),
+               Contains("<vcpu placement='static' current='2'>4</vcpu>"));
+    co_await c.async_destroy("test");
+    CHECK((co_await c.async_get_info("test")).nr_virt_cpu == 2);
+  });
+}
+
+TEST_CASE("test driver: domain autostart", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    CHECK_FALSE(co_await c.async_get_autostart("test"));
+    co_await c.async_set_autostart("test", true);
+    CHECK(co_await c.async_get_autostart("test"));
+    {
+      auto got_ = names(co_await c.async_list_domains(covirt::list_flags::autostart));
+      CHECK(got_ == strings{"test"});
+    }
+    co_await c.async_set_autostart("test", false);
+    CHECK_FALSE(co_await c.async_get_autostart("test"));
+    CHECK((co_await c.async_list_domains(covirt::list_flags::autostart)).empty());
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Networks
+
+TEST_CASE("test driver: networks", "[test_driver][network]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace nf = covirt::network_list_flags;
+    const std::string uuid1 = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    auto ev = c.subscribe();
+
+    // Lookup by name and by uuid.
+    auto def = co_await c.async_lookup_network("default");
+    CHECK(def.uuid == "dd8fe884-6c02-601e-7551-cca97df1c5df");
+    CHECK(co_await c.async_lookup_network("dd8fe884-6c02-601e-7551-cca97df1c5df") == def);
+    auto o = co_await attempt(c.async_lookup_network("nope"));
+    CHECK(o.ec == errc::no_network);
+    CHECK(o.message == "no network with matching name 'nope'");
+
+    // Define: inactive and persistent.
+    auto n1 = co_await c.async_define_network(net_xml("net1", uuid1, "virbr5"));
+    CHECK(n1 == covirt::network_ref{"net1", uuid1, false, true, false});
+    CHECK(co_await c.async_lookup_network("net1") == n1);
+    CHECK(co_await c.async_get_network_bridge_name("net1") == "virbr5");
+    CHECK_THAT(co_await c.async_get_network_xml("net1", 0), Contains("<name>net1</name>"));
+    CHECK_THAT(co_await c.async_get_network_xml("net1", 0), Contains("<bridge name='virbr5'"));
+    // The same again: fine. Conflicts: libvirt's words.
+    CHECK(co_await c.async_define_network(net_xml("net1", uuid1, "virbr5")) == n1);
+    o = co_await attempt(c.async_define_network(net_xml("net1", "abababab-bbbb-cccc-dddd-eeeeeeeeeeee")));
+    CHECK(o.ec == errc::operation_failed);
+    CHECK(o.message == "network 'net1' already exists with uuid " + uuid1);
+    o = co_await attempt(c.async_define_network(net_xml("net2", uuid1)));
+    CHECK(o.ec == errc::operation_failed);
+    CHECK(o.message == "network 'net1' is already defined with uuid " + uuid1);
+    o = co_await attempt(c.async_define_network("<network>"));
+    CHECK(o.ec);
+
+    // Listing with flags.
+    {
+      auto got_ = names(co_await c.async_list_networks(0));
+      CHECK(got_ == strings{"default", "net1"});
+    }
+    {
+      auto got_ = names(co_await c.async_list_networks(nf::active));
+      CHECK(got_ == strings{"default"});
+    }
+    {
+      auto got_ = names(co_await c.async_list_networks(nf::inactive));
+      CHECK(got_ == strings{"net1"});
+    }
+    {
+      auto got_ = names(co_await c.async_list_networks(nf::persistent));
+      CHECK(got_ == strings{"default", "net1"});
+    }
+    CHECK((co_await c.async_list_networks(nf::transient)).empty());
+
+    // Create (start) and destroy (stop).
+    co_await c.async_create_network("net1");
+    CHECK((co_await c.async_lookup_network("net1")).active);
+    o = co_await attempt(c.async_create_network("net1"));
+    CHECK(o.ec == errc::operation_invalid);  // libvirt: "Network 'net1' is already running"
+    CHECK_THAT(o.message, Contains("net1"));
+    co_await c.async_destroy_network("net1");
+    CHECK_FALSE((co_await c.async_lookup_network("net1")).active);
+    {
+      auto got_ = names(co_await c.async_list_networks(nf::active));
+      CHECK(got_ == strings{"default"});
+    }
+
+    // Autostart.
+    CHECK_FALSE(co_await c.async_get_network_autostart("default"));
+    co_await c.async_set_network_autostart("default", true);
+    CHECK(co_await c.async_get_network_autostart("default"));
+    {
+      auto got_ = names(co_await c.async_list_networks(nf::autostart));
+      CHECK(got_ == strings{"default"});
+    }
+    {
+      auto got_ = names(co_await c.async_list_networks(nf::no_autostart));
+      CHECK(got_ == strings{"net1"});
+    }
+    CHECK((co_await c.async_lookup_network("default")).autostart);
+
+    // Undefine an inactive network: gone.
+    co_await c.async_undefine_network("net1");
+    o = co_await attempt(c.async_lookup_network("net1"));
+    CHECK(o.ec == errc::no_network);
+    {
+      auto got_ = names(co_await c.async_list_networks(0));
+      CHECK(got_ == strings{"default"});
+    }
+
+    // A network without a bridge: libvirt's internal error, word for word.
+    co_await c.async_define_network(net_xml("net3", "aaaaaaaa-bbbb-cccc-dddd-333333333333"));
+    o = co_await attempt(c.async_get_network_bridge_name("net3"));
+    CHECK(o.ec == errc::internal_error);
+    CHECK(o.message == "network 'net3' does not have a bridge name.");
+
+    // Unknown networks.
+    CHECK((co_await attempt(c.async_create_network("nope"))).ec == errc::no_network);
+    CHECK((co_await attempt(c.async_destroy_network("nope"))).ec == errc::no_network);
+    CHECK((co_await attempt(c.async_undefine_network("nope"))).ec == errc::no_network);
+    CHECK((co_await attempt(c.async_get_network_xml("nope", 0))).ec == errc::no_network);
+    CHECK((co_await attempt(c.async_get_network_bridge_name("nope"))).ec == errc::no_network);
+    CHECK((co_await attempt(c.async_get_network_autostart("nope"))).ec == errc::no_network);
+    CHECK((co_await attempt(c.async_set_network_autostart("nope", true))).ec == errc::no_network);
+
+    // Networks make no domain lifecycle events.
+    CHECK(ev.pending() == 0);
+  });
+}
+
+// libvirt 9.0's testNetworkUndefine refuses an active network:
+// VIR_ERR_OPERATION_INVALID "Network 'default' is still running", and the network stays persistent.
+TEST_CASE("test driver: undefine of an active network is operation_invalid", "[test_driver][network]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto o = co_await attempt(c.async_undefine_network("default"));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK_THAT(o.message, Contains("still running"));
+    auto n = co_await c.async_lookup_network("default");
+    CHECK(n.persistent);
+    CHECK(n.active);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events: one long scenario, in libvirt's order with libvirt's details
+
+TEST_CASE("test driver: events for every change, in order", "[test_driver][events]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    auto vm1_only = c.subscribe("vm1");
+    co_await c.async_define_xml(vm_xml());                   // defined/added
+    co_await c.async_define_xml(vm_xml());                   // defined/updated
+    co_await c.async_create("vm1");                          // started/booted
+    co_await c.async_suspend("vm1");                         // suspended/paused
+    co_await c.async_resume("vm1");                          // resumed/unpaused
+    co_await c.async_reboot("vm1");                          // nothing
+    co_await c.async_set_memory("vm1", 262144, 0);           // nothing
+    co_await c.async_set_autostart("vm1", true);             // nothing
+    co_await c.async_shutdown("vm1");                        // stopped/shutdown
+    co_await c.async_create("vm1");                          // started/booted
+    co_await c.async_undefine("vm1");                        // undefined/removed
+    co_await c.async_destroy("vm1");                         // stopped/destroyed, gone
+    co_await c.async_create_xml(vm_xml("tr", "22222222-2222-3333-4444-555555555555"), 0);  // started/booted
+    co_await c.async_destroy("tr");                          // stopped/destroyed
+    co_await c.async_destroy("test");                        // stopped/destroyed
+    co_await c.async_undefine("test");                       // undefined/removed
+    // Refused operations make no events.
+    (void)co_await attempt(c.async_destroy("nope"));
+    (void)co_await attempt(c.async_define_xml("<domain type='test'><name>bad"));
+    (void)co_await attempt(c.async_suspend("nope"));
+
+    std::vector<want> expected = {
+        {"vm1", event_type::defined, det::defined_added},
+        {"vm1", event_type::defined, det::defined_updated},
+        {"vm1", event_type::started, det::started_booted},
+        {"vm1", event_type::suspended, det::suspended_paused},
+        {"vm1", event_type::resumed, det::resumed_unpaused},
+        {"vm1", event_type::stopped, det::stopped_shutdown},
+        {"vm1", event_type::started, det::started_booted},
+        {"vm1", event_type::undefined, det::undefined_removed},
+        {"vm1", event_type::stopped, det::stopped_destroyed},
+        {"tr", event_type::started, det::started_booted},
+        {"tr", event_type::stopped, det::stopped_destroyed},
+        {"test", event_type::stopped, det::stopped_destroyed},
+        {"test", event_type::undefined, det::undefined_removed},
+    };
+    co_await expect_events(ev, expected);
+    std::vector<want> vm1_expected;
+    for (const auto& w : expected)
+      if (w.name == "vm1") vm1_expected.push_back(w);
+    co_await expect_events(vm1_only, vm1_expected);
+    CHECK(ev.dropped() == 0);
+    CHECK((co_await c.async_list_domains(0)).empty());
+  });
+}
+
+TEST_CASE("test driver: events carry the domain's identity at the time", "[test_driver][events]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    co_await c.async_define_xml(vm_xml());
+    co_await c.async_create("vm1");
+    co_await c.async_destroy("vm1");
+    auto defined = co_await ev.async_next();
+    CHECK(defined.domain == covirt::domain_ref{"vm1", vm1_uuid, -1});
+    auto started = co_await ev.async_next();
+    CHECK(started.domain == covirt::domain_ref{"vm1", vm1_uuid, 2});  // libvirt: id 2 in the event
+    auto stopped = co_await ev.async_next();
+    CHECK(stopped.domain.name == "vm1");
+    CHECK(stopped.domain.uuid == vm1_uuid);
+    CHECK(stopped.domain.id == -1);  // libvirt: id -1 once stopped
+  });
+}
+
+TEST_CASE("test driver: close ends the subscriptions: queued events drain, then eof", "[test_driver][events]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto ev = c.subscribe();
+    co_await c.async_suspend("test");
+    co_await c.async_close();
+    CHECK_FALSE(ev.is_open());
+    auto [ec, e] = co_await ev.async_next(asio::as_tuple(asio::use_awaitable));
+    CHECK_FALSE(ec);
+    CHECK(e.domain.name == "test");
+    CHECK(e.type == event_type::suspended);
+    auto [ec2, e2] = co_await ev.async_next(asio::as_tuple(asio::use_awaitable));
+    CHECK(ec2 == asio::error::eof);
+  });
+}
