@@ -1,0 +1,1812 @@
+// covirt: domain XML <-> domain_config.
+#include <covirt/domain/xml.hpp>
+
+#include "detail/xml_util.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <random>
+
+namespace covirt {
+
+namespace x = detail::xml;
+
+#define COVIRT_TRY(var, expr)             \
+  auto var##_res = (expr);                \
+  if (!var##_res) return var##_res.error(); \
+  auto var = std::move(*var##_res)
+
+// ====================================================================== small public helpers
+
+std::string_view device_address::get(std::string_view key) const noexcept {
+  for (auto& [k, v] : attrs)
+    if (k == key) return v;
+  return {};
+}
+
+void device_address::set(std::string_view key, std::string value) {
+  for (auto& [k, v] : attrs)
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  attrs.emplace_back(std::string(key), std::move(value));
+}
+
+result<unsigned long long> parse_memory_kib(std::string_view value, std::string_view unit, diagnostics& diag) {
+  std::string v = x::trim(value);
+  unsigned long long n = 0;
+  if (v.empty() || !x::parse_uint(v, n))
+    return fail(diag, errc::xml_detail,
+                "memory value '" + std::string(value) + "' is not a non-negative integer");
+  std::string u;
+  for (char c : unit) u += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  unsigned long long scale = 0;
+  if (u.empty()) scale = 1024;
+  else if (u == "b" || u == "byte" || u == "bytes") scale = 1;
+  else {
+    static constexpr std::string_view prefixes = "kmgtpe";
+    auto p = prefixes.find(u[0]);
+    std::string_view rest = std::string_view(u).substr(1);
+    unsigned long long base = 0;
+    if (p != std::string_view::npos) {
+      if (rest.empty() || rest == "ib") base = 1024;
+      else if (rest == "b") base = 1000;
+    }
+    if (!base) return fail(diag, errc::invalid_arg, "memory unit '" + std::string(unit) + "' is not known");
+    scale = 1;
+    for (std::size_t i = 0; i <= p; ++i) scale *= base;
+  }
+  unsigned long long bytes = 0;
+  if (__builtin_mul_overflow(n, scale, &bytes))
+    return fail(diag, errc::invalid_arg,
+                "memory value '" + v + "' with unit '" + std::string(unit) + "' is too large");
+  return bytes / 1024 + (bytes % 1024 ? 1 : 0);
+}
+
+result<std::string> parse_uuid(std::string_view text, diagnostics& diag) {
+  unsigned char b[16];
+  std::size_t i = 0, pos = 0;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  auto bad = [&] { return fail(diag, errc::xml_detail, "uuid '" + std::string(text) + "' is not a valid UUID"); };
+  while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos]))) ++pos;
+  while (i < 16) {
+    if (pos >= text.size()) return bad();
+    if (text[pos] == '-' || text[pos] == ' ') {
+      ++pos;
+      continue;
+    }
+    if (pos + 1 >= text.size()) return bad();
+    int h = hex(text[pos]), l = hex(text[pos + 1]);
+    if (h < 0 || l < 0) return bad();
+    b[i++] = static_cast<unsigned char>(h * 16 + l);
+    pos += 2;
+  }
+  while (pos < text.size())
+    if (!std::isspace(static_cast<unsigned char>(text[pos++]))) return bad();
+  char out[37];
+  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return std::string(out);
+}
+
+namespace {
+std::mt19937_64& rng() {
+  thread_local std::mt19937_64 g{std::random_device{}()};
+  return g;
+}
+}  // namespace
+
+std::string generate_uuid() {
+  unsigned char b[16];
+  auto a = rng()(), c = rng()();
+  std::memcpy(b, &a, 8);
+  std::memcpy(b + 8, &c, 8);
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  char out[37];
+  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return out;
+}
+
+result<void> check_object_name(std::string_view what, std::string_view name, diagnostics& diag) {
+  std::string w(what);
+  if (name.empty()) return fail(diag, errc::xml_detail, w + " name must not be empty");
+  if (name.find('/') != std::string_view::npos)
+    return fail(diag, errc::xml_detail, w + " name '" + std::string(name) + "' must not contain '/'");
+  if (name[0] == '.')
+    return fail(diag, errc::xml_detail, w + " name '" + std::string(name) + "' must not start with '.'");
+  for (char c : name)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return fail(diag, errc::xml_detail, w + " name must not contain control characters");
+  return {};
+}
+
+// ====================================================================== parsing
+
+namespace {
+
+// libvirt's order of <devices> children (virDomainDefFormatInternal)
+constexpr std::string_view device_order[] = {
+    "emulator", "disk",  "controller", "lease",    "filesystem", "interface", "smartcard", "serial",
+    "parallel", "console", "channel",  "input",    "tpm",        "graphics",  "sound",     "audio",
+    "video",    "hostdev", "redirdev", "redirfilter", "hub",     "watchdog",  "memballoon", "rng",
+    "panic",    "shmem", "memory",     "iommu",    "vsock",      "crypto"};
+
+constexpr std::string_view feature_order[] = {
+    "acpi", "apic", "pae", "hap", "viridian", "privnet", "hyperv", "kvm", "pvspinlock", "capabilities", "pmu",
+    "vmport", "gic", "smm", "ioapic", "hpt", "vmcoreinfo", "htm", "nested-hv", "msrs", "ccf-assist", "xen", "cfpc",
+    "sbbc", "ibs", "tcg", "async-teardown"};
+
+// libvirt's order of <domain> children; unknown names known to libvirt are placed here.
+constexpr std::string_view domain_order[] = {
+    "name", "uuid", "genid", "title", "description", "metadata", "maxMemory", "memory", "currentMemory",
+    "blkiotune", "memtune", "memoryBacking", "vcpu", "vcpus", "iothreads", "iothreadids", "cputune", "numatune",
+    "resource", "sysinfo", "bootloader", "bootloader_args", "os", "idmap", "features", "cpu", "clock",
+    "on_poweroff", "on_reboot", "on_crash", "on_lockfailure", "pm", "perf", "devices", "seclabel", "keywrap",
+    "launchSecurity"};
+
+consteval std::size_t dev_idx(std::string_view n) { return x::stage_of(device_order, n); }
+consteval std::size_t feat_idx(std::string_view n) { return x::stage_of(feature_order, n); }
+consteval std::size_t dom_idx(std::string_view n) { return x::stage_of(domain_order, n); }
+
+
+
+using pugi::xml_node;
+
+constexpr std::array<std::string_view, 5> pci_keys{"domain", "bus", "slot", "function", "multifunction"};
+
+std::vector<std::string_view> address_order(std::string_view type) {
+  if (type == "pci" || type.empty()) return {"domain", "bus", "slot", "function", "multifunction"};
+  if (type == "drive") return {"controller", "bus", "target", "unit"};
+  if (type == "virtio-serial") return {"controller", "bus", "port"};
+  if (type == "ccid") return {"controller", "slot"};
+  if (type == "usb") return {"bus", "port"};
+  if (type == "isa") return {"iobase", "irq"};
+  if (type == "spapr-vio") return {"reg"};
+  if (type == "ccw") return {"cssid", "ssid", "devno"};
+  if (type == "dimm") return {"slot", "base"};
+  return {};
+}
+
+std::string pci_norm(std::string_view key, const std::string& v) {
+  unsigned n = 0;
+  if (!x::parse_uint(v, n, 0)) return v;
+  char buf[16];
+  if (key == "domain") std::snprintf(buf, sizeof buf, "0x%04x", n);
+  else if (key == "bus" || key == "slot") std::snprintf(buf, sizeof buf, "0x%02x", n);
+  else if (key == "function") std::snprintf(buf, sizeof buf, "0x%x", n);
+  else return v;
+  return buf;
+}
+
+device_address parse_address(xml_node n) {
+  device_address a;
+  a.type = x::attr(n, "type");
+  auto order = address_order(a.type);
+  bool pci = a.type == "pci" || (a.type.empty() && n.attribute("slot") && n.attribute("bus") && n.attribute("function"));
+  for (auto k : order)
+    if (auto at = n.attribute(std::string(k).c_str())) {
+      std::string v = at.value();
+      if (pci) v = pci_norm(k, v);
+      a.attrs.emplace_back(std::string(k), std::move(v));
+    }
+  for (auto at : n.attributes()) {
+    std::string_view nm = at.name();
+    if (nm == "type" || std::find(order.begin(), order.end(), nm) != order.end()) continue;
+    a.attrs.emplace_back(at.name(), at.value());
+  }
+  return a;
+}
+
+/// alias, address and unknown attributes for a device (unknown children: r.rest() at the end).
+void parse_common(x::reader& r, device_common& d, std::initializer_list<std::string_view> known_attrs) {
+  d.extra_attrs = x::extra_attrs(r.node(), known_attrs);
+  if (auto a = r.take("alias", {"name"})) d.alias = x::attr(a, "name");
+  if (auto a = r.take_leaf("address")) d.address = parse_address(a);
+}
+
+result<std::optional<unsigned>> boot_order(x::reader& r, diagnostics& diag) {
+  if (auto b = r.take("boot", {"order"})) return x::opt_uint(b, "order", diag);
+  return std::optional<unsigned>{};
+}
+
+result<disk_def> parse_disk(xml_node n, diagnostics& diag) {
+  disk_def d;
+  x::reader r(n);
+  if (n.attribute("type")) d.type = x::attr(n, "type");
+  if (n.attribute("device")) d.device = x::attr(n, "device");
+  parse_common(r, d, {"type", "device"});
+  if (auto c = r.take_leaf("driver")) {
+    disk_def::driver_t dr;
+    dr.name = x::attr(c, "name");
+    dr.type = x::attr(c, "type");
+    dr.cache = x::attr(c, "cache");
+    dr.io = x::attr(c, "io");
+    dr.discard = x::attr(c, "discard");
+    dr.extra_attrs = x::extra_attrs(c, {"name", "type", "cache", "io", "discard"});
+    d.driver = std::move(dr);
+  }
+  if (auto c = r.take_any("source")) {
+    disk_def::source_t s;
+    x::reader sr(c);
+    s.file = x::attr(c, "file");
+    s.dev = x::attr(c, "dev");
+    s.dir = x::attr(c, "dir");
+    s.protocol = x::attr(c, "protocol");
+    s.name = x::attr(c, "name");
+    s.pool = x::attr(c, "pool");
+    s.volume = x::attr(c, "volume");
+    s.mode = x::attr(c, "mode");
+    s.startup_policy = x::attr(c, "startupPolicy");
+    s.extra_attrs = x::extra_attrs(c, {"file", "dev", "dir", "protocol", "name", "pool", "volume", "mode", "startupPolicy"});
+    for (auto h : sr.take_all_leaf("host")) {
+      disk_host dh;
+      dh.name = x::attr(h, "name");
+      dh.port = x::attr(h, "port");
+      dh.transport = x::attr(h, "transport");
+      dh.socket = x::attr(h, "socket");
+      dh.extra_attrs = x::extra_attrs(h, {"name", "port", "transport", "socket"});
+      s.hosts.push_back(std::move(dh));
+    }
+    s.extra = sr.rest();
+    d.source = std::move(s);
+  }
+  if (auto c = r.take_leaf("target")) {
+    d.target_dev = x::attr(c, "dev");
+    d.target_bus = x::attr(c, "bus");
+    d.target_tray = x::attr(c, "tray");
+    d.target_extra_attrs = x::extra_attrs(c, {"dev", "bus", "tray"});
+  } else {
+    return fail(diag, errc::xml_detail, "disk is missing its <target dev=...> element");
+  }
+  if (d.target_dev.empty()) return fail(diag, errc::xml_detail, "disk <target> is missing the 'dev' attribute");
+  d.readonly = static_cast<bool>(r.take("readonly"));
+  d.shareable = static_cast<bool>(r.take("shareable"));
+  d.transient = static_cast<bool>(r.take("transient"));
+  COVIRT_TRY(bo, boot_order(r, diag));
+  d.boot_order = bo;
+  d.serial = x::text_of(r.take("serial"));
+  d.wwn = x::text_of(r.take("wwn"));
+  d.extra = r.rest();
+  return d;
+}
+
+result<controller_def> parse_controller(xml_node n, diagnostics& diag) {
+  controller_def c;
+  x::reader r(n);
+  c.type = x::attr(n, "type");
+  if (c.type.empty()) return fail(diag, errc::xml_detail, "controller is missing the 'type' attribute");
+  COVIRT_TRY(idx, x::opt_uint(n, "index", diag));
+  c.index = idx;
+  c.model = x::attr(n, "model");
+  c.ports = x::attr(n, "ports");
+  c.vectors = x::attr(n, "vectors");
+  parse_common(r, c, {"type", "index", "model", "ports", "vectors"});
+  if (auto d = r.take_any("driver")) c.driver = x::to_element(d);
+  c.extra = r.rest();
+  return c;
+}
+
+std::string normalize_mac(std::string_view s) {
+  std::string m;
+  for (char ch : s) m += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return m;
+}
+
+bool valid_mac(std::string_view m) {
+  if (m.size() != 17) return false;
+  for (std::size_t i = 0; i < 17; ++i) {
+    if (i % 3 == 2) {
+      if (m[i] != ':') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(m[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+result<interface_def> parse_interface(xml_node n, diagnostics& diag) {
+  interface_def d;
+  x::reader r(n);
+  if (n.attribute("type")) d.type = x::attr(n, "type");
+  parse_common(r, d, {"type"});
+  if (auto c = r.take("mac", {"address"})) {
+    d.mac = normalize_mac(x::attr(c, "address"));
+    if (!valid_mac(d.mac))
+      return fail(diag, errc::xml_detail, "interface MAC address '" + x::attr(c, "address") + "' is not valid");
+  }
+  if (auto c = r.take_any("source")) {
+    interface_def::source_t s;
+    s.network = x::attr(c, "network");
+    s.bridge = x::attr(c, "bridge");
+    s.dev = x::attr(c, "dev");
+    s.mode = x::attr(c, "mode");
+    s.portgroup = x::attr(c, "portgroup");
+    s.path = x::attr(c, "path");
+    s.type = x::attr(c, "type");
+    s.extra_attrs = x::extra_attrs(c, {"network", "bridge", "dev", "mode", "portgroup", "path", "type"});
+    s.extra = x::extra_children(c, {});
+    d.source = std::move(s);
+  }
+  if (auto c = r.take("script", {"path"})) d.script_path = x::attr(c, "path");
+  if (auto c = r.take_leaf("target")) {
+    if (c.attribute("dev")) d.target_dev = x::attr(c, "dev");
+    d.target_extra_attrs = x::extra_attrs(c, {"dev"});
+  }
+  if (auto c = r.take("model", {"type"})) d.model_type = x::attr(c, "type");
+  if (auto c = r.take_any("driver")) d.driver = x::to_element(c);
+  COVIRT_TRY(bo, boot_order(r, diag));
+  d.boot_order = bo;
+  if (auto c = r.take("link", {"state"})) d.link_state = x::attr(c, "state");
+  if (auto c = r.take("mtu", {"size"})) {
+    COVIRT_TRY(m, x::opt_uint(c, "size", diag));
+    d.mtu = m;
+  }
+  d.extra = r.rest();
+  return d;
+}
+
+result<chardev_def> parse_chardev(xml_node n, diagnostics& diag) {
+  chardev_def d;
+  x::reader r(n);
+  if (n.attribute("type")) d.type = x::attr(n, "type");
+  parse_common(r, d, {"type"});
+  for (auto s : r.take_all_leaf("source")) {
+    chardev_def::source_t src;
+    src.mode = x::attr(s, "mode");
+    src.path = x::attr(s, "path");
+    src.host = x::attr(s, "host");
+    src.service = x::attr(s, "service");
+    src.channel = x::attr(s, "channel");
+    src.append = x::attr(s, "append");
+    src.extra_attrs = x::extra_attrs(s, {"mode", "path", "host", "service", "channel", "append"});
+    d.sources.push_back(std::move(src));
+  }
+  if (auto p = r.take("protocol", {"type"})) d.protocol_type = x::attr(p, "type");
+  if (auto t = r.take_any("target")) {
+    d.has_target = true;
+    d.target_type = x::attr(t, "type");
+    d.target_address = x::attr(t, "address");
+    d.target_name = x::attr(t, "name");
+    d.target_state = x::attr(t, "state");
+    COVIRT_TRY(p, x::opt_uint(t, "port", diag));
+    d.target_port = p;
+    d.target_extra_attrs = x::extra_attrs(t, {"type", "address", "name", "state", "port"});
+    d.target_children = x::extra_children(t, {});
+  }
+  if (auto l = r.take("log", {"file", "append"})) {
+    d.log_file = x::attr(l, "file");
+    d.log_append = x::attr(l, "append");
+  }
+  d.extra = r.rest();
+  return d;
+}
+
+result<graphics_def> parse_graphics(xml_node n, diagnostics& diag) {
+  graphics_def g;
+  x::reader r(n);
+  g.type = x::attr(n, "type");
+  if (g.type.empty()) return fail(diag, errc::xml_detail, "graphics is missing the 'type' attribute");
+  COVIRT_TRY(p, x::opt_int(n, "port", diag));
+  g.port = p;
+  COVIRT_TRY(tp, x::opt_int(n, "tlsPort", diag));
+  g.tls_port = tp;
+  COVIRT_TRY(ws, x::opt_int(n, "websocket", diag));
+  g.websocket = ws;
+  g.autoport = x::attr(n, "autoport");
+  g.socket = x::attr(n, "socket");
+  g.display = x::attr(n, "display");
+  g.xauth = x::attr(n, "xauth");
+  g.fullscreen = x::attr(n, "fullscreen");
+  g.listen = x::attr(n, "listen");
+  g.keymap = x::attr(n, "keymap");
+  g.passwd = x::attr(n, "passwd");
+  g.extra_attrs = x::extra_attrs(n, {"type", "port", "tlsPort", "websocket", "autoport", "socket", "display", "xauth",
+                                     "fullscreen", "listen", "keymap", "passwd"});
+  for (auto l : r.take_all_leaf("listen")) {
+    graphics_listen gl;
+    gl.type = x::attr(l, "type");
+    gl.address = x::attr(l, "address");
+    gl.network = x::attr(l, "network");
+    gl.socket = x::attr(l, "socket");
+    gl.extra_attrs = x::extra_attrs(l, {"type", "address", "network", "socket"});
+    g.listens.push_back(std::move(gl));
+  }
+  g.extra = r.rest();
+  return g;
+}
+
+result<video_def> parse_video(xml_node n, diagnostics& diag) {
+  video_def v;
+  x::reader r(n);
+  parse_common(r, v, {});
+  // <model> is typed unless it holds children other than <acceleration>
+  xml_node model;
+  for (auto m : n.children("model")) {
+    bool simple = true;
+    for (auto c : m.children())
+      if (c.type() == pugi::node_element && std::string_view(c.name()) != "acceleration") simple = false;
+    if (simple && m.children("acceleration").begin() != m.children("acceleration").end() &&
+        std::next(m.children("acceleration").begin()) != m.children("acceleration").end())
+      simple = false;  // two <acceleration>
+    if (simple) model = r.take_any("model");
+    break;
+  }
+  if (auto m = model) {
+    v.model_type = x::attr(m, "type");
+    COVIRT_TRY(ram, x::opt_uint(m, "ram", diag));
+    COVIRT_TRY(vram, x::opt_uint(m, "vram", diag));
+    COVIRT_TRY(vram64, x::opt_uint(m, "vram64", diag));
+    COVIRT_TRY(vgamem, x::opt_uint(m, "vgamem", diag));
+    COVIRT_TRY(heads, x::opt_uint(m, "heads", diag));
+    v.ram = ram;
+    v.vram = vram;
+    v.vram64 = vram64;
+    v.vgamem = vgamem;
+    v.heads = heads;
+    std::string primary = x::attr(m, "primary");
+    v.primary = primary == "yes";
+    v.model_extra_attrs = x::extra_attrs(m, {"type", "ram", "vram", "vram64", "vgamem", "heads", "primary"});
+    if (!primary.empty() && primary != "yes") v.model_extra_attrs.emplace_back("primary", primary);
+    if (auto a = m.child("acceleration")) v.acceleration = x::to_element(a);
+  }
+  if (auto d = r.take_any("driver")) v.driver = x::to_element(d);
+  v.extra = r.rest();
+  return v;
+}
+
+result<hostdev_def> parse_hostdev(xml_node n, diagnostics& diag) {
+  hostdev_def h;
+  x::reader r(n);
+  if (n.attribute("mode")) h.mode = x::attr(n, "mode");
+  if (n.attribute("type")) h.type = x::attr(n, "type");
+  h.managed = x::attr(n, "managed");
+  parse_common(r, h, {"mode", "type", "managed"});
+  if (auto s = r.take_any("source")) {
+    h.source_extra_attrs = x::extra_attrs(s, {});
+    for (auto c : s.children()) {
+      if (c.type() != pugi::node_element) continue;
+      if (std::string_view(c.name()) == "address" && !h.source_address && x::reader::plain_leaf(c))
+        h.source_address = parse_address(c);
+      else h.source_extra.push_back(x::to_element(c));
+    }
+  }
+  COVIRT_TRY(bo, boot_order(r, diag));
+  h.boot_order = bo;
+  h.extra = r.rest();
+  return h;
+}
+
+result<memballoon_def> parse_memballoon(xml_node n, diagnostics& diag) {
+  memballoon_def m;
+  x::reader r(n);
+  m.model = x::attr(n, "model");
+  m.autodeflate = x::attr(n, "autodeflate");
+  parse_common(r, m, {"model", "autodeflate"});
+  if (auto s = r.take("stats", {"period"})) {
+    COVIRT_TRY(p, x::opt_uint(s, "period", diag));
+    m.stats_period = p;
+  }
+  m.extra = r.rest();
+  return m;
+}
+
+rng_def parse_rng(xml_node n) {
+  rng_def rd;
+  x::reader r(n);
+  rd.model = x::attr(n, "model");
+  parse_common(r, rd, {"model"});
+  xml_node backend = n.child("backend");
+  bool mixed = backend && backend.find_child([](xml_node c) { return c.type() == pugi::node_element; }) &&
+               !x::trim(x::text_of(backend)).empty();
+  if (auto b = mixed ? xml_node{} : r.take_any("backend")) {
+    rd.backend_model = x::attr(b, "model");
+    rd.backend_text = x::trim(x::text_of(b));
+    rd.backend_extra_attrs = x::extra_attrs(b, {"model"});
+    rd.backend_children = x::extra_children(b, {});
+  }
+  if (auto rt = r.take_any("rate")) rd.rate = x::to_element(rt);
+  rd.extra = r.rest();
+  return rd;
+}
+
+feature_flag parse_flag(xml_node n) {
+  feature_flag f;
+  f.state = x::attr(n, "state");
+  f.extra_attrs = x::extra_attrs(n, {"state"});
+  f.children = x::extra_children(n, {});
+  return f;
+}
+
+result<cpu_def> parse_cpu(xml_node n, diagnostics& diag) {
+  cpu_def c;
+  x::reader r(n);
+  c.mode = x::attr(n, "mode");
+  c.match = x::attr(n, "match");
+  c.check = x::attr(n, "check");
+  c.migratable = x::attr(n, "migratable");
+  c.extra_attrs = x::extra_attrs(n, {"mode", "match", "check", "migratable"});
+  if (auto m = r.take("model", {"fallback", "vendor_id"})) {
+    c.model = x::trim(x::text_of(m));
+    c.model_fallback = x::attr(m, "fallback");
+    c.model_vendor_id = x::attr(m, "vendor_id");
+  }
+  if (auto v = r.take("vendor")) c.vendor = x::trim(x::text_of(v));
+  if (auto t = r.take("topology", {"sockets", "dies", "cores", "threads"})) {
+    cpu_def::topology_t topo;
+    for (auto [name, field] : {std::pair{"sockets", &topo.sockets}, std::pair{"dies", &topo.dies},
+                               std::pair{"cores", &topo.cores}, std::pair{"threads", &topo.threads}}) {
+      COVIRT_TRY(v, x::opt_uint(t, name, diag));
+      if (v && *v == 0)
+        return fail(diag, errc::xml_detail, std::string("cpu topology '") + name + "' must be greater than zero");
+      if (!v && std::string_view(name) != "dies")
+        return fail(diag, errc::xml_detail, std::string("cpu topology is missing '") + name + "'");
+      *field = v.value_or(0);
+    }
+    c.topology = topo;
+  }
+  for (auto f : r.take_all("feature", {"policy", "name"})) c.features.push_back({x::attr(f, "policy"), x::attr(f, "name")});
+  c.extra = r.rest();
+  return c;
+}
+
+result<clock_def> parse_clock(xml_node n, diagnostics& diag) {
+  clock_def c;
+  x::reader r(n);
+  c.offset = x::attr(n, "offset");
+  c.adjustment = x::attr(n, "adjustment");
+  c.timezone = x::attr(n, "timezone");
+  c.basis = x::attr(n, "basis");
+  c.extra_attrs = x::extra_attrs(n, {"offset", "adjustment", "timezone", "basis"});
+  for (auto t : r.take_all_any("timer")) {
+    clock_timer tm;
+    tm.name = x::attr(t, "name");
+    tm.present = x::attr(t, "present");
+    tm.tickpolicy = x::attr(t, "tickpolicy");
+    tm.track = x::attr(t, "track");
+    tm.mode = x::attr(t, "mode");
+    if (auto f = t.attribute("frequency")) {
+      unsigned long long v = 0;
+      if (!x::parse_uint(f.value(), v))
+        return fail(diag, errc::xml_detail, std::string("invalid timer frequency '") + f.value() + "'");
+      tm.frequency = v;
+    }
+    tm.extra_attrs = x::extra_attrs(t, {"name", "present", "tickpolicy", "track", "mode", "frequency"});
+    tm.children = x::extra_children(t, {});
+    c.timers.push_back(std::move(tm));
+  }
+  c.extra = r.rest();
+  return c;
+}
+
+result<void> parse_os(xml_node n, domain_config::os_t& os, diagnostics& diag) {
+  x::reader r(n);
+  os.firmware = x::attr(n, "firmware");
+  os.extra_attrs = x::extra_attrs(n, {"firmware"});
+  if (auto t = r.take("type", {"arch", "machine"})) {
+    os.type = x::trim(x::text_of(t));
+    os.arch = x::attr(t, "arch");
+    os.machine = x::attr(t, "machine");
+  }
+  if (auto l = r.take_leaf("loader")) {
+    domain_config::os_t::loader_t ld;
+    ld.path = x::trim(x::text_of(l));
+    ld.readonly = x::attr(l, "readonly");
+    ld.secure = x::attr(l, "secure");
+    ld.type = x::attr(l, "type");
+    ld.extra_attrs = x::extra_attrs(l, {"readonly", "secure", "type"});
+    os.loader = std::move(ld);
+  }
+  if (auto v = r.take("nvram", {"template"})) {
+    os.nvram = x::trim(x::text_of(v));
+    os.nvram_template = x::attr(v, "template");
+  }
+  os.kernel = x::text_of(r.take("kernel"));
+  os.initrd = x::text_of(r.take("initrd"));
+  os.cmdline = x::text_of(r.take("cmdline"));
+  os.dtb = x::text_of(r.take("dtb"));
+  os.init = x::text_of(r.take("init"));
+  for (auto b : r.take_all("boot", {"dev"})) {
+    std::string dev = x::attr(b, "dev");
+    if (dev != "hd" && dev != "cdrom" && dev != "fd" && dev != "network")
+      return fail(diag, errc::xml_detail, "unknown boot device '" + dev + "'");
+    os.boot_devs.push_back(std::move(dev));
+  }
+  if (auto b = r.take("bootmenu", {"enable", "timeout"})) {
+    os.bootmenu_enable = x::attr(b, "enable");
+    os.bootmenu_timeout = x::attr(b, "timeout");
+  }
+  if (auto s = r.take("smbios", {"mode"})) os.smbios_mode = x::attr(s, "mode");
+  if (auto b = r.take("bios", {"useserial", "rebootTimeout"})) {
+    os.bios_useserial = x::attr(b, "useserial");
+    os.bios_reboot_timeout = x::attr(b, "rebootTimeout");
+  }
+  os.extra = r.rest();
+  return {};
+}
+
+result<void> parse_devices(xml_node n, devices_t& dv, diagnostics& diag) {
+  for (auto c : n.children()) {
+    if (c.type() != pugi::node_element) continue;
+    std::string_view nm = c.name();
+    if (nm == "emulator" && dv.emulator.empty() && x::reader::plain(c, {})) dv.emulator = x::trim(x::text_of(c));
+    else if (nm == "disk") {
+      COVIRT_TRY(d, parse_disk(c, diag));
+      dv.disks.push_back(std::move(d));
+    } else if (nm == "controller") {
+      COVIRT_TRY(d, parse_controller(c, diag));
+      dv.controllers.push_back(std::move(d));
+    } else if (nm == "interface") {
+      COVIRT_TRY(d, parse_interface(c, diag));
+      dv.interfaces.push_back(std::move(d));
+    } else if (nm == "serial" || nm == "parallel" || nm == "console" || nm == "channel") {
+      COVIRT_TRY(d, parse_chardev(c, diag));
+      (nm == "serial" ? dv.serials : nm == "parallel" ? dv.parallels : nm == "console" ? dv.consoles : dv.channels)
+          .push_back(std::move(d));
+    } else if (nm == "input") {
+      input_def in;
+      x::reader r(c);
+      in.type = x::attr(c, "type");
+      in.bus = x::attr(c, "bus");
+      parse_common(r, in, {"type", "bus"});
+      in.extra = r.rest();
+      dv.inputs.push_back(std::move(in));
+    } else if (nm == "graphics") {
+      COVIRT_TRY(d, parse_graphics(c, diag));
+      dv.graphics.push_back(std::move(d));
+    } else if (nm == "sound") {
+      sound_def s;
+      x::reader r(c);
+      s.model = x::attr(c, "model");
+      parse_common(r, s, {"model"});
+      s.extra = r.rest();
+      dv.sounds.push_back(std::move(s));
+    } else if (nm == "video") {
+      COVIRT_TRY(d, parse_video(c, diag));
+      dv.videos.push_back(std::move(d));
+    } else if (nm == "hostdev") {
+      COVIRT_TRY(d, parse_hostdev(c, diag));
+      dv.hostdevs.push_back(std::move(d));
+    } else if (nm == "watchdog") {
+      watchdog_def w;
+      x::reader r(c);
+      w.model = x::attr(c, "model");
+      w.action = x::attr(c, "action");
+      parse_common(r, w, {"model", "action"});
+      w.extra = r.rest();
+      dv.watchdogs.push_back(std::move(w));
+    } else if (nm == "memballoon" && !dv.memballoon) {
+      COVIRT_TRY(d, parse_memballoon(c, diag));
+      dv.memballoon = std::move(d);
+    } else if (nm == "rng") {
+      dv.rngs.push_back(parse_rng(c));
+    } else if (nm == "panic") {
+      panic_def p;
+      x::reader r(c);
+      p.model = x::attr(c, "model");
+      parse_common(r, p, {"model"});
+      p.extra = r.rest();
+      dv.panics.push_back(std::move(p));
+    } else {
+      dv.extra.push_back(x::to_element(c));
+    }
+  }
+  return {};
+}
+
+result<unsigned long long> memory_elem(xml_node n, diagnostics& diag) {
+  auto r = parse_memory_kib(x::text_of(n), x::attr(n, "unit"), diag);
+  if (!r) diag.assign("<" + std::string(n.name()) + ">: " + std::string(diag.message()));
+  return r;
+}
+
+/// A top-level scalar element the model has no room for extra content in: refuse what it
+/// does not know rather than drop it.
+result<xml_node> strict(x::reader& r, const char* name, std::initializer_list<std::string_view> attrs,
+                        diagnostics& diag) {
+  xml_node n = r.take_any(name);
+  if (!n) return n;
+  for (auto a : n.attributes())
+    if (!x::is_known(a.name(), attrs))
+      return fail(diag, errc::xml_detail,
+                  std::string("attribute '") + a.name() + "' of <" + name + "> is not supported");
+  for (auto c : n.children())
+    if (c.type() == pugi::node_element)
+      return fail(diag, errc::xml_detail, std::string("<") + name + "> must not contain <" + c.name() + ">");
+  return n;
+}
+
+}  // namespace
+
+result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) {
+  pugi::xml_document doc;
+  COVIRT_TRY(root, x::load(doc, xml, "domain", diag));
+  domain_config d;
+  d.type = x::attr(root, "type");
+  if (d.type.empty()) return fail(diag, errc::xml_detail, "<domain> is missing the 'type' attribute");
+  d.extra_attrs = x::extra_attrs(root, {"type", "id"});
+
+  // duplicates of single elements are refused
+  static constexpr std::string_view single[] = {
+      "name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "maxMemory", "vcpu",
+      "bootloader", "bootloader_args", "os", "features", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash",
+      "on_lockfailure", "pm", "devices"};
+  unsigned seen[std::size(single)] = {};
+  for (auto c : root.children()) {
+    if (c.type() != pugi::node_element) continue;
+    auto it = std::find(std::begin(single), std::end(single), std::string_view(c.name()));
+    if (it != std::end(single) && ++seen[it - std::begin(single)] > 1)
+      return fail(diag, errc::xml_detail, "element <" + std::string(c.name()) + "> is given more than once in <domain>");
+  }
+  x::reader r(root);
+
+  COVIRT_TRY(name, strict(r, "name", {}, diag));
+  if (!name) return fail(diag, errc::xml_detail, "domain has no <name> element");
+  d.name = x::trim(x::text_of(name));
+  if (auto ok = check_object_name("domain", d.name, diag); !ok) return ok.error();
+
+  COVIRT_TRY(u, strict(r, "uuid", {}, diag));
+  if (u) {
+    COVIRT_TRY(uuid, parse_uuid(x::text_of(u), diag));
+    d.uuid = std::move(uuid);
+  }
+  COVIRT_TRY(t, strict(r, "title", {}, diag));
+  if (t) {
+    d.title = x::text_of(t);
+    if (d.title->find('\n') != std::string::npos)
+      return fail(diag, errc::xml_detail, "domain title must not contain newlines");
+  }
+  COVIRT_TRY(desc, strict(r, "description", {}, diag));
+  if (desc) d.description = x::text_of(desc);
+  if (auto m = r.take_any("metadata")) {
+    if (!m.first_attribute()) d.metadata = x::extra_children(m, {});
+    else d.extra.push_back(x::to_element(m));  // attributes on <metadata>: keep it whole
+  }
+
+  COVIRT_TRY(mem, strict(r, "memory", {"unit", "dumpCore"}, diag));
+  if (!mem) return fail(diag, errc::xml_detail, "domain has no <memory> element");
+  {
+    COVIRT_TRY(kib, memory_elem(mem, diag));
+    d.memory_kib = kib;
+    d.memory_dump_core = x::attr(mem, "dumpCore");
+  }
+  COVIRT_TRY(cmem, strict(r, "currentMemory", {"unit"}, diag));
+  if (cmem) {
+    COVIRT_TRY(kib, memory_elem(cmem, diag));
+    d.current_memory_kib = kib;
+  }
+  COVIRT_TRY(mmem, strict(r, "maxMemory", {"unit", "slots"}, diag));
+  if (mmem) {
+    COVIRT_TRY(kib, memory_elem(mmem, diag));
+    d.max_memory_kib = kib;
+    COVIRT_TRY(slots, x::opt_uint(mmem, "slots", diag));
+    d.max_memory_slots = slots;
+  }
+  COVIRT_TRY(v, strict(r, "vcpu", {"placement", "current", "cpuset"}, diag));
+  if (v) {
+    unsigned n = 0;
+    if (!x::parse_uint(x::text_of(v), n))
+      return fail(diag, errc::xml_detail, "vcpu count '" + x::text_of(v) + "' is not a non-negative integer");
+    if (n == 0) return fail(diag, errc::xml_detail, "vcpu count must be greater than zero");
+    d.vcpus = n;
+    COVIRT_TRY(cur, x::opt_uint(v, "current", diag));
+    d.vcpu_current = cur;
+    d.vcpu_placement = x::attr(v, "placement");
+    if (!d.vcpu_placement.empty() && d.vcpu_placement != "static" && d.vcpu_placement != "auto")
+      return fail(diag, errc::xml_detail, "vcpu placement '" + d.vcpu_placement + "' is not known");
+    d.vcpu_cpuset = x::attr(v, "cpuset");
+  }
+  COVIRT_TRY(bl, strict(r, "bootloader", {}, diag));
+  if (bl) d.bootloader = x::text_of(bl);
+  COVIRT_TRY(bla, strict(r, "bootloader_args", {}, diag));
+  if (bla) d.bootloader_args = x::text_of(bla);
+  if (auto os = r.take_any("os")) {
+    if (auto ok = parse_os(os, d.os, diag); !ok) return ok.error();
+  }
+  if (auto f = r.take_any("features")) {
+    features_t ft;
+    ft.extra_attrs = x::extra_attrs(f, {});
+    for (auto c : f.children()) {
+      if (c.type() != pugi::node_element) continue;
+      std::string_view nm = c.name();
+      std::optional<feature_flag>* slot = nm == "acpi"       ? &ft.acpi
+                                          : nm == "apic"     ? &ft.apic
+                                          : nm == "pae"      ? &ft.pae
+                                          : nm == "hap"      ? &ft.hap
+                                          : nm == "viridian" ? &ft.viridian
+                                          : nm == "privnet"  ? &ft.privnet
+                                          : nm == "kvm"      ? &ft.kvm
+                                          : nm == "pmu"      ? &ft.pmu
+                                          : nm == "vmport"   ? &ft.vmport
+                                          : nm == "smm"      ? &ft.smm
+                                                             : nullptr;
+      if (slot && !*slot) *slot = parse_flag(c);
+      else ft.extra.push_back(x::to_element(c));
+    }
+    x::sort_by_stage(ft.extra, feature_order);
+    d.features = std::move(ft);
+  }
+  if (auto c = r.take_any("cpu")) {
+    COVIRT_TRY(cpu, parse_cpu(c, diag));
+    d.cpu = std::move(cpu);
+  }
+  if (auto c = r.take_any("clock")) {
+    COVIRT_TRY(clk, parse_clock(c, diag));
+    d.clock = std::move(clk);
+  }
+  for (auto [nm, field] : {std::pair{"on_poweroff", &d.on_poweroff}, std::pair{"on_reboot", &d.on_reboot},
+                           std::pair{"on_crash", &d.on_crash}, std::pair{"on_lockfailure", &d.on_lockfailure}}) {
+    COVIRT_TRY(e, strict(r, nm, {}, diag));
+    if (e) *field = x::trim(x::text_of(e));
+  }
+  // <pm> is typed only when it holds nothing but suspend-to-mem/-disk enabled=; else kept verbatim
+  if (auto p = root.child("pm")) {
+    bool simple = !p.first_attribute();
+    for (auto c : p.children()) {
+      if (c.type() != pugi::node_element) continue;
+      std::string_view nm = c.name();
+      simple = simple && (nm == "suspend-to-mem" || nm == "suspend-to-disk") && x::reader::plain(c, {"enabled"});
+    }
+    if (simple) {
+      r.take_any("pm");
+      domain_config::pm_t pm;
+      pm.suspend_to_mem = x::attr(p.child("suspend-to-mem"), "enabled");
+      pm.suspend_to_disk = x::attr(p.child("suspend-to-disk"), "enabled");
+      d.pm = pm;
+    }
+  }
+  if (auto dv = r.take_any("devices")) {
+    d.has_devices = true;
+    d.devices.extra_attrs = x::extra_attrs(dv, {});
+    if (auto ok = parse_devices(dv, d.devices, diag); !ok) return ok.error();
+    x::sort_by_stage(d.devices.extra, device_order);
+  }
+  for (auto& e : r.rest()) d.extra.push_back(std::move(e));
+  x::sort_by_stage(d.extra, domain_order);
+  if (d.vcpu_current && *d.vcpu_current > d.vcpus && d.vcpus)
+    return fail(diag, errc::xml_detail,
+                "vcpu current " + std::to_string(*d.vcpu_current) + " is greater than the maximum " +
+                    std::to_string(d.vcpus));
+  return d;
+}
+
+// ====================================================================== formatting
+
+namespace {
+
+void fmt_address(x::writer& w, int depth, const device_address& a) {
+  w.open(depth, "address");
+  w.attr_if("type", a.type);
+  w.attrs(a.attrs);
+  w.self_close();
+}
+
+void fmt_boot(x::writer& w, int depth, const std::optional<unsigned>& order);
+
+/// extra children, boot order, alias, address (virDomainDeviceInfoFormat's tail)
+void fmt_tail(x::writer& w, int depth, const device_common& d, const std::optional<unsigned>& boot = {}) {
+  w.elements(depth, d.extra);
+  fmt_boot(w, depth, boot);
+  if (!d.alias.empty()) {
+    w.open(depth, "alias");
+    w.attr("name", d.alias);
+    w.self_close();
+  }
+  if (d.address) fmt_address(w, depth, *d.address);
+}
+
+void fmt_boot(x::writer& w, int depth, const std::optional<unsigned>& order) {
+  if (!order) return;
+  w.open(depth, "boot");
+  w.attr_num("order", *order);
+  w.self_close();
+}
+
+void fmt_disk(x::writer& w, int depth, const disk_def& d) {
+  w.open(depth, "disk");
+  w.attr("type", d.type);
+  w.attr("device", d.device);
+  w.attrs(d.extra_attrs);
+  auto mark = w.begin_body();
+  int in = depth + 1;
+  if (d.driver) {
+    w.open(in, "driver");
+    w.attr_if("name", d.driver->name);
+    w.attr_if("type", d.driver->type);
+    w.attr_if("cache", d.driver->cache);
+    w.attr_if("io", d.driver->io);
+    w.attr_if("discard", d.driver->discard);
+    w.attrs(d.driver->extra_attrs);
+    w.self_close();
+  }
+  if (d.source) {
+    auto& s = *d.source;
+    w.open(in, "source");
+    w.attr_if("protocol", s.protocol);
+    w.attr_if("name", s.name);
+    w.attr_if("file", s.file);
+    w.attr_if("dev", s.dev);
+    w.attr_if("dir", s.dir);
+    w.attr_if("pool", s.pool);
+    w.attr_if("volume", s.volume);
+    w.attr_if("mode", s.mode);
+    w.attr_if("startupPolicy", s.startup_policy);
+    w.attrs(s.extra_attrs);
+    auto m2 = w.begin_body();
+    for (auto& h : s.hosts) {
+      w.open(in + 1, "host");
+      w.attr_if("transport", h.transport);
+      w.attr_if("name", h.name);
+      w.attr_if("port", h.port);
+      w.attr_if("socket", h.socket);
+      w.attrs(h.extra_attrs);
+      w.self_close();
+    }
+    w.elements(in + 1, s.extra);
+    w.finish(m2, in, "source");
+  }
+  w.open(in, "target");
+  w.attr("dev", d.target_dev);
+  w.attr_if("bus", d.target_bus);
+  w.attr_if("tray", d.target_tray);
+  w.attrs(d.target_extra_attrs);
+  w.self_close();
+  if (d.readonly) w.empty_elem(in, "readonly");
+  if (d.shareable) w.empty_elem(in, "shareable");
+  if (d.transient) w.empty_elem(in, "transient");
+  if (!d.serial.empty()) w.text_elem(in, "serial", d.serial);
+  if (!d.wwn.empty()) w.text_elem(in, "wwn", d.wwn);
+  fmt_tail(w, in, d, d.boot_order);
+  w.finish(mark, depth, "disk");
+}
+
+void fmt_controller(x::writer& w, int depth, const controller_def& c) {
+  w.open(depth, "controller");
+  w.attr("type", c.type);
+  w.attr_opt("index", c.index);
+  w.attr_if("model", c.model);
+  w.attr_if("ports", c.ports);
+  w.attr_if("vectors", c.vectors);
+  w.attrs(c.extra_attrs);
+  auto mark = w.begin_body();
+  if (c.driver) w.element(depth + 1, *c.driver);
+  fmt_tail(w, depth + 1, c);
+  w.finish(mark, depth, "controller");
+}
+
+void fmt_interface(x::writer& w, int depth, const interface_def& d) {
+  w.open(depth, "interface");
+  w.attr("type", d.type);
+  w.attrs(d.extra_attrs);
+  auto mark = w.begin_body();
+  int in = depth + 1;
+  if (!d.mac.empty()) {
+    w.open(in, "mac");
+    w.attr("address", d.mac);
+    w.self_close();
+  }
+  if (d.source) {
+    auto& s = *d.source;
+    w.open(in, "source");
+    w.attr_if("type", s.type);
+    w.attr_if("network", s.network);
+    w.attr_if("portgroup", s.portgroup);
+    w.attr_if("bridge", s.bridge);
+    w.attr_if("dev", s.dev);
+    w.attr_if("mode", s.mode);
+    w.attr_if("path", s.path);
+    w.attrs(s.extra_attrs);
+    auto m2 = w.begin_body();
+    w.elements(in + 1, s.extra);
+    w.finish(m2, in, "source");
+  }
+  if (!d.script_path.empty()) {
+    w.open(in, "script");
+    w.attr("path", d.script_path);
+    w.self_close();
+  }
+  if (d.target_dev || !d.target_extra_attrs.empty()) {
+    w.open(in, "target");
+    if (d.target_dev) w.attr("dev", *d.target_dev);
+    w.attrs(d.target_extra_attrs);
+    w.self_close();
+  }
+  if (!d.model_type.empty()) {
+    w.open(in, "model");
+    w.attr("type", d.model_type);
+    w.self_close();
+  }
+  if (d.driver) w.element(in, *d.driver);
+  w.elements(in, d.extra);
+  if (!d.link_state.empty()) {
+    w.open(in, "link");
+    w.attr("state", d.link_state);
+    w.self_close();
+  }
+  if (d.mtu) {
+    w.open(in, "mtu");
+    w.attr_num("size", *d.mtu);
+    w.self_close();
+  }
+  fmt_boot(w, in, d.boot_order);
+  if (!d.alias.empty()) {
+    w.open(in, "alias");
+    w.attr("name", d.alias);
+    w.self_close();
+  }
+  if (d.address) fmt_address(w, in, *d.address);
+  w.finish(mark, depth, "interface");
+}
+
+void fmt_chardev(x::writer& w, int depth, std::string_view elem, const chardev_def& c) {
+  w.open(depth, elem);
+  w.attr("type", c.type);
+  w.attrs(c.extra_attrs);
+  auto mark = w.begin_body();
+  int in = depth + 1;
+  for (auto& s : c.sources) {
+    w.open(in, "source");
+    w.attr_if("mode", s.mode);
+    w.attr_if("path", s.path);
+    w.attr_if("append", s.append);
+    w.attr_if("host", s.host);
+    w.attr_if("service", s.service);
+    w.attr_if("channel", s.channel);
+    w.attrs(s.extra_attrs);
+    w.self_close();
+  }
+  if (!c.protocol_type.empty()) {
+    w.open(in, "protocol");
+    w.attr("type", c.protocol_type);
+    w.self_close();
+  }
+  if (!c.log_file.empty()) {
+    w.open(in, "log");
+    w.attr("file", c.log_file);
+    w.attr_if("append", c.log_append);
+    w.self_close();
+  }
+  if (c.has_target) {
+    w.open(in, "target");
+    w.attr_if("type", c.target_type);
+    w.attr_if("address", c.target_address);
+    w.attr_opt("port", c.target_port);
+    w.attr_if("name", c.target_name);
+    w.attr_if("state", c.target_state);
+    w.attrs(c.target_extra_attrs);
+    auto m2 = w.begin_body();
+    w.elements(in + 1, c.target_children);
+    w.finish(m2, in, "target");
+  }
+  fmt_tail(w, in, c);
+  w.finish(mark, depth, elem);
+}
+
+void fmt_graphics(x::writer& w, int depth, const graphics_def& g, bool secure) {
+  w.open(depth, "graphics");
+  w.attr("type", g.type);
+  w.attr_opt("port", g.port);
+  w.attr_opt("tlsPort", g.tls_port);
+  w.attr_if("autoport", g.autoport);
+  w.attr_opt("websocket", g.websocket);
+  w.attr_if("socket", g.socket);
+  w.attr_if("display", g.display);
+  w.attr_if("xauth", g.xauth);
+  w.attr_if("fullscreen", g.fullscreen);
+  w.attr_if("listen", g.listen);
+  w.attr_if("keymap", g.keymap);
+  if (secure) w.attr_if("passwd", g.passwd);
+  w.attrs(g.extra_attrs);
+  auto mark = w.begin_body();
+  for (auto& l : g.listens) {
+    w.open(depth + 1, "listen");
+    w.attr_if("type", l.type);
+    w.attr_if("address", l.address);
+    w.attr_if("network", l.network);
+    w.attr_if("socket", l.socket);
+    w.attrs(l.extra_attrs);
+    w.self_close();
+  }
+  w.elements(depth + 1, g.extra);
+  w.finish(mark, depth, "graphics");
+}
+
+void fmt_video(x::writer& w, int depth, const video_def& v) {
+  w.open(depth, "video");
+  w.attrs(v.extra_attrs);
+  auto mark = w.begin_body();
+  int in = depth + 1;
+  if (v.driver) w.element(in, *v.driver);
+  if (!v.model_type.empty() || v.ram || v.vram || v.vram64 || v.vgamem || v.heads || v.primary ||
+      v.acceleration || !v.model_extra_attrs.empty()) {
+    w.open(in, "model");
+    w.attr_if("type", v.model_type);
+    w.attr_opt("ram", v.ram);
+    w.attr_opt("vram", v.vram);
+    w.attr_opt("vram64", v.vram64);
+    w.attr_opt("vgamem", v.vgamem);
+    w.attr_opt("heads", v.heads);
+    if (v.primary) w.attr("primary", "yes");
+    w.attrs(v.model_extra_attrs);
+    auto m2 = w.begin_body();
+    if (v.acceleration) w.element(in + 1, *v.acceleration);
+    w.finish(m2, in, "model");
+  }
+  fmt_tail(w, in, v);
+  w.finish(mark, depth, "video");
+}
+
+void fmt_hostdev(x::writer& w, int depth, const hostdev_def& h) {
+  w.open(depth, "hostdev");
+  w.attr("mode", h.mode);
+  w.attr("type", h.type);
+  w.attr_if("managed", h.managed);
+  w.attrs(h.extra_attrs);
+  auto mark = w.begin_body();
+  int in = depth + 1;
+  if (h.source_address || !h.source_extra.empty() || !h.source_extra_attrs.empty()) {
+    w.open(in, "source");
+    w.attrs(h.source_extra_attrs);
+    auto m2 = w.begin_body();
+    w.elements(in + 1, h.source_extra);
+    if (h.source_address) fmt_address(w, in + 1, *h.source_address);
+    w.finish(m2, in, "source");
+  }
+  fmt_tail(w, in, h, h.boot_order);
+  w.finish(mark, depth, "hostdev");
+}
+
+void fmt_simple(x::writer& w, int depth, std::string_view elem,
+                std::initializer_list<std::pair<std::string_view, std::string_view>> attrs,
+                const device_common& c) {
+  w.open(depth, elem);
+  for (auto& [k, v] : attrs) w.attr_if(k, v);
+  w.attrs(c.extra_attrs);
+  auto mark = w.begin_body();
+  fmt_tail(w, depth + 1, c);
+  w.finish(mark, depth, elem);
+}
+
+void fmt_memballoon(x::writer& w, int depth, const memballoon_def& m) {
+  w.open(depth, "memballoon");
+  w.attr_if("model", m.model);
+  w.attr_if("autodeflate", m.autodeflate);
+  w.attrs(m.extra_attrs);
+  auto mark = w.begin_body();
+  if (m.stats_period) {
+    w.open(depth + 1, "stats");
+    w.attr_num("period", *m.stats_period);
+    w.self_close();
+  }
+  fmt_tail(w, depth + 1, m);
+  w.finish(mark, depth, "memballoon");
+}
+
+void fmt_rng(x::writer& w, int depth, const rng_def& r) {
+  w.open(depth, "rng");
+  w.attr_if("model", r.model);
+  w.attrs(r.extra_attrs);
+  auto mark = w.begin_body();
+  int in = depth + 1;
+  if (r.rate) w.element(in, *r.rate);
+  if (!r.backend_model.empty() || !r.backend_text.empty() || !r.backend_children.empty()) {
+    w.open(in, "backend");
+    w.attr_if("model", r.backend_model);
+    w.attrs(r.backend_extra_attrs);
+    if (r.backend_children.empty()) {
+      if (r.backend_text.empty()) {
+        w.self_close();
+      } else {
+        w.text_body("backend", r.backend_text);
+      }
+    } else {
+      auto m2 = w.begin_body();
+      w.elements(in + 1, r.backend_children);
+      w.finish(m2, in, "backend");
+    }
+  }
+  fmt_tail(w, in, r);
+  w.finish(mark, depth, "rng");
+}
+
+void fmt_flag(x::writer& w, int depth, std::string_view name, const std::optional<feature_flag>& f) {
+  if (!f) return;
+  w.open(depth, name);
+  w.attr_if("state", f->state);
+  w.attrs(f->extra_attrs);
+  auto mark = w.begin_body();
+  w.elements(depth + 1, f->children);
+  w.finish(mark, depth, name);
+}
+
+void fmt_extra_named(x::writer& w, int depth, const std::vector<xml_element>& v, std::string_view name) {
+  for (auto& e : v)
+    if (e.name == name) w.element(depth, e);
+}
+
+void fmt_devices(x::writer& w, int depth, const devices_t& dv, bool secure) {
+  int in = depth + 1;
+  w.open(depth, "devices");
+  w.attrs(dv.extra_attrs);
+  w.put(">\n");
+  for (std::size_t i = 0; i < std::size(device_order); ++i) {
+    if (i == dev_idx("emulator")) {
+      if (!dv.emulator.empty()) w.text_elem(in, "emulator", dv.emulator);
+    } else if (i == dev_idx("disk")) {
+      for (auto& d : dv.disks) fmt_disk(w, in, d);
+    } else if (i == dev_idx("controller")) {
+      for (auto& c : dv.controllers) fmt_controller(w, in, c);
+    } else if (i == dev_idx("interface")) {
+      for (auto& c : dv.interfaces) fmt_interface(w, in, c);
+    } else if (i == dev_idx("serial")) {
+      for (auto& c : dv.serials) fmt_chardev(w, in, "serial", c);
+    } else if (i == dev_idx("parallel")) {
+      for (auto& c : dv.parallels) fmt_chardev(w, in, "parallel", c);
+    } else if (i == dev_idx("console")) {
+      for (auto& c : dv.consoles) fmt_chardev(w, in, "console", c);
+    } else if (i == dev_idx("channel")) {
+      for (auto& c : dv.channels) fmt_chardev(w, in, "channel", c);
+    } else if (i == dev_idx("input")) {
+      for (auto& c : dv.inputs) fmt_simple(w, in, "input", {{"type", c.type}, {"bus", c.bus}}, c);
+    } else if (i == dev_idx("graphics")) {
+      for (auto& c : dv.graphics) fmt_graphics(w, in, c, secure);
+    } else if (i == dev_idx("sound")) {
+      for (auto& c : dv.sounds) fmt_simple(w, in, "sound", {{"model", c.model}}, c);
+    } else if (i == dev_idx("video")) {
+      for (auto& c : dv.videos) fmt_video(w, in, c);
+    } else if (i == dev_idx("hostdev")) {
+      for (auto& c : dv.hostdevs) fmt_hostdev(w, in, c);
+    } else if (i == dev_idx("watchdog")) {
+      for (auto& c : dv.watchdogs) fmt_simple(w, in, "watchdog", {{"model", c.model}, {"action", c.action}}, c);
+    } else if (i == dev_idx("memballoon")) {
+      if (dv.memballoon) fmt_memballoon(w, in, *dv.memballoon);
+    } else if (i == dev_idx("rng")) {
+      for (auto& c : dv.rngs) fmt_rng(w, in, c);
+    } else if (i == dev_idx("panic")) {
+      for (auto& c : dv.panics) fmt_simple(w, in, "panic", {{"model", c.model}}, c);
+    }
+    if (!dv.extra.empty()) fmt_extra_named(w, in, dv.extra, device_order[i]);
+  }
+  for (auto& e : dv.extra)
+    if (std::find(std::begin(device_order), std::end(device_order), e.name) == std::end(device_order))
+      w.element(in, e);
+  w.indent(depth);
+  w.put("</devices>\n");
+}
+
+void fmt_memory(x::writer& w, std::string_view name, unsigned long long kib) {
+  w.open(1, name);
+  w.attr("unit", "KiB");
+  w.num_body(name, kib);
+}
+
+void fmt_os(x::writer& w, const domain_config::os_t& os) {
+  w.open(1, "os");
+  w.attr_if("firmware", os.firmware);
+  w.attrs(os.extra_attrs);
+  auto mark = w.begin_body();
+  if (!os.type.empty() || !os.arch.empty() || !os.machine.empty()) {
+    w.open(2, "type");
+    w.attr_if("arch", os.arch);
+    w.attr_if("machine", os.machine);
+    w.text_body("type", os.type);
+  }
+  if (!os.init.empty()) w.text_elem(2, "init", os.init);
+  if (os.loader) {
+    auto& l = *os.loader;
+    w.open(2, "loader");
+    w.attr_if("readonly", l.readonly);
+    w.attr_if("secure", l.secure);
+    w.attr_if("type", l.type);
+    w.attrs(l.extra_attrs);
+    if (l.path.empty()) {
+      w.self_close();
+    } else {
+      w.text_body("loader", l.path);
+    }
+  }
+  if (os.nvram) {
+    w.open(2, "nvram");
+    w.attr_if("template", os.nvram_template);
+    if (os.nvram->empty()) {
+      w.self_close();
+    } else {
+      w.text_body("nvram", *os.nvram);
+    }
+  }
+  if (!os.kernel.empty()) w.text_elem(2, "kernel", os.kernel);
+  if (!os.initrd.empty()) w.text_elem(2, "initrd", os.initrd);
+  if (!os.cmdline.empty()) w.text_elem(2, "cmdline", os.cmdline);
+  if (!os.dtb.empty()) w.text_elem(2, "dtb", os.dtb);
+  w.elements(2, os.extra);
+  for (auto& b : os.boot_devs) {
+    w.open(2, "boot");
+    w.attr("dev", b);
+    w.self_close();
+  }
+  if (!os.bootmenu_enable.empty() || !os.bootmenu_timeout.empty()) {
+    w.open(2, "bootmenu");
+    w.attr_if("enable", os.bootmenu_enable);
+    w.attr_if("timeout", os.bootmenu_timeout);
+    w.self_close();
+  }
+  if (!os.smbios_mode.empty()) {
+    w.open(2, "smbios");
+    w.attr("mode", os.smbios_mode);
+    w.self_close();
+  }
+  if (!os.bios_useserial.empty() || !os.bios_reboot_timeout.empty()) {
+    w.open(2, "bios");
+    w.attr_if("useserial", os.bios_useserial);
+    w.attr_if("rebootTimeout", os.bios_reboot_timeout);
+    w.self_close();
+  }
+  w.finish(mark, 1, "os");
+}
+
+void fmt_features(x::writer& w, const features_t& f) {
+  w.open(1, "features");
+  w.attrs(f.extra_attrs);
+  auto mark = w.begin_body();
+  for (std::size_t i = 0; i < std::size(feature_order); ++i) {
+    auto st = feature_order[i];
+    if (i == feat_idx("acpi")) fmt_flag(w, 2, st, f.acpi);
+    else if (i == feat_idx("apic")) fmt_flag(w, 2, st, f.apic);
+    else if (i == feat_idx("pae")) fmt_flag(w, 2, st, f.pae);
+    else if (i == feat_idx("hap")) fmt_flag(w, 2, st, f.hap);
+    else if (i == feat_idx("viridian")) fmt_flag(w, 2, st, f.viridian);
+    else if (i == feat_idx("privnet")) fmt_flag(w, 2, st, f.privnet);
+    else if (i == feat_idx("kvm")) fmt_flag(w, 2, st, f.kvm);
+    else if (i == feat_idx("pmu")) fmt_flag(w, 2, st, f.pmu);
+    else if (i == feat_idx("vmport")) fmt_flag(w, 2, st, f.vmport);
+    else if (i == feat_idx("smm")) fmt_flag(w, 2, st, f.smm);
+    if (!f.extra.empty()) fmt_extra_named(w, 2, f.extra, st);
+  }
+  for (auto& e : f.extra)
+    if (std::find(std::begin(feature_order), std::end(feature_order), e.name) == std::end(feature_order))
+      w.element(2, e);
+  w.finish(mark, 1, "features");
+}
+
+void fmt_cpu(x::writer& w, const cpu_def& c) {
+  w.open(1, "cpu");
+  w.attr_if("mode", c.mode);
+  w.attr_if("match", c.match);
+  w.attr_if("check", c.check);
+  w.attr_if("migratable", c.migratable);
+  w.attrs(c.extra_attrs);
+  auto mark = w.begin_body();
+  if (c.model) {
+    w.open(2, "model");
+    w.attr_if("fallback", c.model_fallback);
+    w.attr_if("vendor_id", c.model_vendor_id);
+    if (c.model->empty()) {
+      w.self_close();
+    } else {
+      w.text_body("model", *c.model);
+    }
+  }
+  if (!c.vendor.empty()) w.text_elem(2, "vendor", c.vendor);
+  if (c.topology) {
+    w.open(2, "topology");
+    w.attr_num("sockets", c.topology->sockets);
+    if (c.topology->dies) w.attr_num("dies", c.topology->dies);
+    w.attr_num("cores", c.topology->cores);
+    w.attr_num("threads", c.topology->threads);
+    w.self_close();
+  }
+  fmt_extra_named(w, 2, c.extra, "cache");
+  fmt_extra_named(w, 2, c.extra, "maxphysaddr");
+  for (auto& f : c.features) {
+    w.open(2, "feature");
+    w.attr_if("policy", f.policy);
+    w.attr("name", f.name);
+    w.self_close();
+  }
+  for (auto& e : c.extra)
+    if (e.name != "cache" && e.name != "maxphysaddr") w.element(2, e);
+  w.finish(mark, 1, "cpu");
+}
+
+void fmt_clock(x::writer& w, const clock_def& c) {
+  w.open(1, "clock");
+  w.attr_if("offset", c.offset);
+  w.attr_if("adjustment", c.adjustment);
+  w.attr_if("basis", c.basis);
+  w.attr_if("timezone", c.timezone);
+  w.attrs(c.extra_attrs);
+  auto mark = w.begin_body();
+  for (auto& t : c.timers) {
+    w.open(2, "timer");
+    w.attr("name", t.name);
+    w.attr_if("present", t.present);
+    w.attr_if("tickpolicy", t.tickpolicy);
+    w.attr_if("track", t.track);
+    w.attr_opt("frequency", t.frequency);
+    w.attr_if("mode", t.mode);
+    w.attrs(t.extra_attrs);
+    auto m2 = w.begin_body();
+    w.elements(3, t.children);
+    w.finish(m2, 2, "timer");
+  }
+  w.elements(2, c.extra);
+  w.finish(mark, 1, "clock");
+}
+
+}  // namespace
+
+std::string format_domain_xml(const domain_config& d, const domain_format_options& opt) {
+  x::writer w;
+  w.open(0, "domain");
+  w.attr("type", d.type);
+  if (opt.id >= 0) w.attr_num("id", opt.id);
+  w.attrs(d.extra_attrs);
+  w.put(">\n");
+  for (std::size_t i = 0; i < std::size(domain_order); ++i) {
+    auto st = domain_order[i];
+    if (i == dom_idx("name")) w.text_elem(1, "name", d.name);
+    else if (i == dom_idx("uuid")) {
+      if (!d.uuid.empty()) w.text_elem(1, "uuid", d.uuid);
+    } else if (i == dom_idx("title")) {
+      if (d.title) w.text_elem(1, "title", *d.title);
+    } else if (i == dom_idx("description")) {
+      if (d.description) w.text_elem(1, "description", *d.description);
+    } else if (i == dom_idx("metadata")) {
+      if (d.metadata) {
+        if (d.metadata->empty()) {
+          w.empty_elem(1, "metadata");
+        } else {
+          w.put("  <metadata>\n");
+          for (auto& e : *d.metadata) {
+            w.libxml_element(2, e);
+            w.ch('\n');
+          }
+          w.put("  </metadata>\n");
+        }
+      }
+    } else if (i == dom_idx("maxMemory")) {
+      if (d.max_memory_kib) {
+        w.open(1, "maxMemory");
+        w.attr_opt("slots", d.max_memory_slots);
+        w.attr("unit", "KiB");
+        w.num_body("maxMemory", *d.max_memory_kib);
+      }
+    } else if (i == dom_idx("memory")) {
+      w.open(1, "memory");
+      w.attr("unit", "KiB");
+      w.attr_if("dumpCore", d.memory_dump_core);
+      w.num_body("memory", d.memory_kib);
+    } else if (i == dom_idx("currentMemory")) {
+      if (d.current_memory_kib) fmt_memory(w, "currentMemory", d.current_memory_kib);
+    } else if (i == dom_idx("vcpu")) {
+      if (d.vcpus == 0) continue;  // not given (libvirt's default is 1, see normalize)
+      w.open(1, "vcpu");
+      w.attr_if("placement", d.vcpu_placement);
+      w.attr_if("cpuset", d.vcpu_cpuset);
+      w.attr_opt("current", d.vcpu_current);
+      w.num_body("vcpu", d.vcpus);
+    } else if (i == dom_idx("bootloader")) {
+      if (!d.bootloader.empty()) w.text_elem(1, "bootloader", d.bootloader);
+    } else if (i == dom_idx("bootloader_args")) {
+      if (d.bootloader_args) w.text_elem(1, "bootloader_args", *d.bootloader_args);
+    } else if (i == dom_idx("os")) {
+      fmt_os(w, d.os);
+    } else if (i == dom_idx("features")) {
+      if (d.features) fmt_features(w, *d.features);
+    } else if (i == dom_idx("cpu")) {
+      if (d.cpu) fmt_cpu(w, *d.cpu);
+    } else if (i == dom_idx("clock")) {
+      if (d.clock) fmt_clock(w, *d.clock);
+    } else if (i == dom_idx("on_poweroff")) {
+      if (!d.on_poweroff.empty()) w.text_elem(1, st, d.on_poweroff);
+    } else if (i == dom_idx("on_reboot")) {
+      if (!d.on_reboot.empty()) w.text_elem(1, st, d.on_reboot);
+    } else if (i == dom_idx("on_crash")) {
+      if (!d.on_crash.empty()) w.text_elem(1, st, d.on_crash);
+    } else if (i == dom_idx("on_lockfailure")) {
+      if (!d.on_lockfailure.empty()) w.text_elem(1, st, d.on_lockfailure);
+    } else if (i == dom_idx("pm")) {
+      if (d.pm) {
+        w.open(1, "pm");
+        auto mark = w.begin_body();
+        if (!d.pm->suspend_to_mem.empty()) {
+          w.open(2, "suspend-to-mem");
+          w.attr("enabled", d.pm->suspend_to_mem);
+          w.self_close();
+        }
+        if (!d.pm->suspend_to_disk.empty()) {
+          w.open(2, "suspend-to-disk");
+          w.attr("enabled", d.pm->suspend_to_disk);
+          w.self_close();
+        }
+        w.finish(mark, 1, "pm");
+      }
+    } else if (i == dom_idx("devices")) {
+      if (d.has_devices || !(d.devices == devices_t{})) fmt_devices(w, 1, d.devices, opt.secure);
+    }
+    if (!d.extra.empty()) fmt_extra_named(w, 1, d.extra, st);
+  }
+  for (auto& e : d.extra)
+    if (std::find(std::begin(domain_order), std::end(domain_order), e.name) == std::end(domain_order))
+      w.element(1, e);
+  w.put("</domain>\n");
+  return w.take();
+}
+
+// ====================================================================== test driver normalisation
+
+namespace {
+
+/// virDiskNameToIndex: "sda" -> 0, "hdc" -> 2, "vdaa" -> 26; -1 if not a disk name.
+int disk_name_to_index(std::string_view name) {
+  static constexpr std::string_view prefixes[] = {"fd", "hd", "vd", "sd", "xvd", "ubd"};
+  std::string_view p;
+  for (auto pr : prefixes)
+    if (name.substr(0, pr.size()) == pr) {
+      p = pr;
+      break;
+    }
+  if (p.empty()) return -1;
+  std::string_view rest = name.substr(p.size());
+  if (rest.empty()) return -1;
+  std::size_t i = 0;
+  // straightforward re-implementation of libvirt's loop
+  int r = 0;
+  for (i = 0; i < rest.size() && rest[i] >= 'a' && rest[i] <= 'z'; ++i) r = (r + (i ? 1 : 0)) * 26 + (rest[i] - 'a');
+  if (i == 0) return -1;
+  for (; i < rest.size(); ++i)
+    if (rest[i] < '0' || rest[i] > '9') return -1;  // partition numbers allowed
+  return r;
+}
+
+std::string bus_from_dev(std::string_view dev) {
+  if (dev.substr(0, 2) == "hd") return "ide";
+  if (dev.substr(0, 2) == "sd") return "scsi";
+  if (dev.substr(0, 2) == "vd") return "virtio";
+  if (dev.substr(0, 3) == "xvd") return "xen";
+  if (dev.substr(0, 2) == "fd") return "fdc";
+  if (dev.substr(0, 3) == "ubd") return "uml";
+  return "ide";
+}
+
+std::string random_mac() {
+  auto v = rng()();
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "52:54:00:%02x:%02x:%02x", static_cast<unsigned>(v & 0xff),
+                static_cast<unsigned>((v >> 8) & 0xff), static_cast<unsigned>((v >> 16) & 0xff));
+  return buf;
+}
+
+/// virDomainControllerInsertPreAlloced placement.
+void insert_controller(devices_t& dv, controller_def c) {
+  int insert_at = -1;
+  for (int i = static_cast<int>(dv.controllers.size()) - 1; i >= 0; --i) {
+    auto& cur = dv.controllers[static_cast<std::size_t>(i)];
+    if (cur.type == c.type) {
+      if (cur.index.value_or(0) <= c.index.value_or(0)) {
+        insert_at = i + 1;
+        break;
+      }
+      insert_at = i;
+    }
+  }
+  if (insert_at < 0) dv.controllers.push_back(std::move(c));
+  else dv.controllers.insert(dv.controllers.begin() + insert_at, std::move(c));
+}
+
+void ensure_controller(devices_t& dv, std::string_view type, unsigned index) {
+  for (auto& c : dv.controllers)
+    if (c.type == type && c.index.value_or(0) == index) return;
+  controller_def c;
+  c.type = std::string(type);
+  c.index = index;
+  insert_controller(dv, std::move(c));
+}
+
+void fill_chardev_target(chardev_def& c, bool console) {
+  c.has_target = true;
+  if (!c.target_port) c.target_port = 0;
+  if (console && c.target_type.empty()) c.target_type = "serial";
+}
+
+}  // namespace
+
+result<void> normalize_domain_for_test_driver(domain_config& d, diagnostics& diag) {
+  if (auto r = check_object_name("domain", d.name, diag); !r) return r;
+  if (d.memory_kib == 0)
+    return fail(diag, errc::xml_detail, "memory size must be specified via <memory> and be greater than zero");
+  if (d.vcpus == 0) d.vcpus = 1;
+  if (d.uuid.empty()) d.uuid = generate_uuid();
+  if (d.current_memory_kib == 0 || d.current_memory_kib > d.memory_kib) d.current_memory_kib = d.memory_kib;
+  if (d.vcpu_placement.empty()) d.vcpu_placement = "static";
+  if (d.vcpu_current && *d.vcpu_current == d.vcpus) d.vcpu_current.reset();
+  if (d.vcpu_placement == "auto") {
+    bool has = false;
+    for (auto& e : d.extra) has |= e.name == "numatune";
+    if (!has) {
+      xml_element nt{"numatune", {}, {}, {xml_element{"memory", {{"mode", "strict"}, {"placement", "auto"}}, {}, {}}}};
+      d.extra.push_back(std::move(nt));
+    }
+  }
+  if (d.os.type.empty()) return fail(diag, errc::xml_detail, "an os <type> must be specified");
+  if (d.os.type != "hvm" && d.os.type != "xen" && d.os.type != "linux")
+    return fail(diag, errc::config_unsupported,
+                "os type '" + d.os.type + "' is not supported by the test driver (hvm, xen, linux)");
+  if (d.os.arch.empty()) d.os.arch = "i686";
+  // default <boot dev='hd'/> unless devices carry their own <boot order=>
+  bool per_device_boot = false;
+  for (auto& disk : d.devices.disks) per_device_boot |= disk.boot_order.has_value();
+  for (auto& n : d.devices.interfaces) per_device_boot |= n.boot_order.has_value();
+  for (auto& h : d.devices.hostdevs) per_device_boot |= h.boot_order.has_value();
+  if (per_device_boot && !d.os.boot_devs.empty())
+    return fail(diag, errc::config_unsupported, "per-device boot elements cannot be used together with os/boot elements");
+  if (d.os.type == "hvm" && d.os.boot_devs.empty() && d.bootloader.empty() && !per_device_boot)
+    d.os.boot_devs.push_back("hd");
+  if (!d.clock) d.clock = clock_def{};
+  if (d.clock->offset.empty()) d.clock->offset = "utc";
+  if (d.on_poweroff.empty()) d.on_poweroff = "destroy";
+  if (d.on_reboot.empty()) d.on_reboot = "restart";
+  if (d.on_crash.empty()) d.on_crash = "destroy";
+  if (d.cpu && d.cpu->topology && d.cpu->topology->dies == 0) d.cpu->topology->dies = 1;
+  d.has_devices = true;
+  auto& dv = d.devices;
+
+  // disks: bus from the name, drive addresses, implicit controllers
+  for (auto& disk : dv.disks) {
+    if (disk.target_bus.empty()) disk.target_bus = disk.device == "floppy" ? "fdc" : bus_from_dev(disk.target_dev);
+    int idx = disk_name_to_index(disk.target_dev);
+    if (idx < 0) return fail(diag, errc::xml_detail, "disk target '" + disk.target_dev + "' is not a valid disk name");
+    if (disk.address) continue;
+    unsigned u = static_cast<unsigned>(idx);
+    unsigned controller = 0, bus = 0, unit = 0;
+    if (disk.target_bus == "scsi") controller = u / 7, unit = u % 7;
+    else if (disk.target_bus == "ide") controller = u / 4, bus = (u % 4) / 2, unit = u % 2;
+    else if (disk.target_bus == "sata") controller = u / 6, unit = u % 6;
+    else if (disk.target_bus == "fdc") controller = u / 2, unit = u % 2;
+    else continue;
+    device_address a;
+    a.type = "drive";
+    a.attrs = {{"controller", std::to_string(controller)}, {"bus", std::to_string(bus)}, {"target", "0"},
+               {"unit", std::to_string(unit)}};
+    disk.address = std::move(a);
+  }
+  // virDomainDefAddDiskControllersForType: controllers 0..max for each drive bus
+  for (std::string_view bus : {"scsi", "fdc", "ide", "sata"}) {
+    int max_ctl = -1;
+    for (auto& disk : dv.disks)
+      if (disk.target_bus == bus && disk.address && disk.address->type == "drive") {
+        unsigned ctl = 0;
+        x::parse_uint(disk.address->get("controller"), ctl);
+        max_ctl = std::max(max_ctl, static_cast<int>(ctl));
+      }
+    for (int i = 0; i <= max_ctl; ++i) ensure_controller(dv, bus, static_cast<unsigned>(i));
+  }
+
+  // console <-> serial (hvm only)
+  if (d.os.type != "hvm") {
+  } else if (!dv.consoles.empty()) {
+    auto& con = dv.consoles.front();
+    if (con.target_type.empty() || con.target_type == "serial") {
+      if (dv.serials.empty()) {
+        chardev_def s = con;
+        s.target_type.clear();
+        fill_chardev_target(s, false);
+        dv.serials.push_back(std::move(s));
+      }
+      con = dv.serials.front();
+      con.target_type = "serial";
+      con.target_port = dv.serials.front().target_port.value_or(0);
+      con.target_children.clear();
+      con.has_target = true;
+      con.alias.clear();
+      con.address.reset();
+    }
+  } else if (!dv.serials.empty()) {
+    chardev_def con = dv.serials.front();
+    con.target_type = "serial";
+    con.target_port = con.target_port.value_or(0);
+    con.target_children.clear();
+    con.has_target = true;
+    con.address.reset();
+    dv.consoles.push_back(std::move(con));
+  }
+  {
+    unsigned port = 0;
+    for (auto& s : dv.serials) {
+      if (!s.target_port) s.target_port = port;
+      s.has_target = true;
+      port = *s.target_port + 1;
+    }
+    for (auto& c : dv.consoles) fill_chardev_target(c, true);
+    unsigned pport = 0;
+    for (auto& p : dv.parallels) {
+      if (!p.target_port) p.target_port = pport;
+      p.has_target = true;
+      pport = *p.target_port + 1;
+    }
+  }
+  bool need_vserial = false;
+  for (auto& c : dv.channels) need_vserial |= c.target_type == "virtio";
+  for (auto& c : dv.consoles) need_vserial |= c.target_type == "virtio";
+  if (need_vserial) ensure_controller(dv, "virtio-serial", 0);
+
+  // interfaces: MAC, target names (lowest unused testnetN)
+  for (auto& n : dv.interfaces) {
+    if (n.mac.empty()) n.mac = random_mac();
+    // libvirt formats <driver> only for virtio models (virDomainNetDefFormat)
+    if (n.driver && n.type != "hostdev" && n.model_type.rfind("virtio", 0) != 0) n.driver.reset();
+  }
+  for (auto& n : dv.interfaces) {
+    if (n.target_dev && !n.target_dev->empty()) continue;
+    for (int i = 0; i < 1024; ++i) {
+      std::string cand = "testnet" + std::to_string(i);
+      bool used = false;
+      for (auto& o : dv.interfaces) used |= o.target_dev && *o.target_dev == cand;
+      if (!used) {
+        n.target_dev = cand;
+        break;
+      }
+    }
+  }
+
+  // graphics
+  for (auto& g : dv.graphics) {
+    if (g.type == "vnc") {
+      if (g.socket.empty()) {
+        if (!g.port || *g.port == -1) {
+          g.port = -1;
+          g.autoport = "yes";
+        }
+        if (g.autoport.empty()) g.autoport = "no";
+      }
+    }
+    if (g.type == "spice" && g.listens.empty() && g.listen.empty() && !g.port && !g.tls_port &&
+        g.autoport != "yes") {
+      g.listens.push_back(graphics_listen{"none", {}, {}, {}, {}});
+    }
+    if (g.type == "vnc" || g.type == "spice" || g.type == "rdp") {
+      if (g.listens.empty() && g.socket.empty()) {
+        graphics_listen l;
+        l.type = "address";
+        l.address = g.listen;
+        g.listens.push_back(std::move(l));
+      }
+      if (g.listen.empty() && !g.listens.empty() && g.listens.front().type == "address")
+        g.listen = g.listens.front().address;
+    }
+  }
+
+  // video: first is primary; default vram / heads per model
+  for (std::size_t i = 0; i < dv.videos.size(); ++i) {
+    auto& v = dv.videos[i];
+    if (v.model_type.empty()) v.model_type = "cirrus";
+    if (v.model_type == "none") continue;
+    if (i == 0) v.primary = true;
+    if (!v.heads) v.heads = 1;
+    if (v.model_type == "qxl") {
+      if (!v.ram) v.ram = 65536;
+      if (!v.vram) v.vram = 65536;
+    } else if (v.model_type == "vga" || v.model_type == "cirrus" || v.model_type == "vmvga" ||
+               v.model_type == "xen") {
+      if (!v.vram) v.vram = 16384;
+    }
+  }
+  return {};
+}
+
+void prepare_live_domain_for_test_driver(domain_config& d, int id) {
+  // libvirt 9.0's test driver assigns interface names at define time and changes
+  // nothing else at start; the id is written by format_domain_xml({.id = id}).
+  (void)d;
+  (void)id;
+}
+
+}  // namespace covirt
