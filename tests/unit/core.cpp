@@ -1,11 +1,10 @@
 // Unit tests of the core: errors, URIs, open(), events, read-only connections, completion tokens.
-// g++ 12 warns falsely about asio's awaitable frame allocator at -O2 (GCC PR 109224).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 #include <covirt/connection.hpp>
 #include <covirt/error.hpp>
 #include <covirt/events.hpp>
 #include <covirt/test/driver.hpp>
+#include <covirt/timeout.hpp>
 #include <covirt/types.hpp>
 #include <covirt/uri.hpp>
 
@@ -1057,5 +1056,34 @@ TEST_CASE("connection: a default-constructed connection is not open", "[core][co
     covirt::diagnostics diag;
     auto [ec, ref] = co_await c.async_lookup_by_name("test", diag, asio::as_tuple(asio::use_awaitable));
     CHECK(ec == errc::invalid_conn);
+  });
+}
+
+TEST_CASE("op_timeout: a wait that outlives its deadline ends as operation_timeout", "[core][timeout]") {
+  run_coro([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await covirt::async_open(ex, "test:///default");
+    covirt::event_stream ev = conn.subscribe("nobody");  // nothing will ever come
+    auto started = std::chrono::steady_clock::now();
+    covirt::op_timeout deadline{ex, 50ms};
+    auto [ec, event] = co_await ev.async_next(asio::as_tuple(deadline.bind(asio::use_awaitable)));
+    CHECK(deadline.expired());
+    CHECK(ec == asio::error::operation_aborted);
+    CHECK(deadline.translate(ec) == errc::operation_timeout);
+    CHECK(std::chrono::steady_clock::now() - started >= 50ms);
+    // The stream is still usable: an event after the timeout is delivered.
+    co_await conn.async_suspend("test");
+    CHECK(ev.pending() == 0);  // filtered: not for "nobody"
+  });
+}
+
+TEST_CASE("op_timeout: an operation that finishes in time is not touched", "[core][timeout]") {
+  run_coro([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await covirt::async_open(ex, "test:///default");
+    covirt::op_timeout deadline{ex, 5s};
+    auto [ec, info] = co_await conn.async_get_info("test", asio::as_tuple(deadline.bind(asio::use_awaitable)));
+    CHECK_FALSE(ec);
+    CHECK_FALSE(deadline.expired());
+    CHECK(deadline.translate(ec) == error_code{});
+    CHECK(info.nr_virt_cpu == 2);
   });
 }

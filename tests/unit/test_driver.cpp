@@ -1,8 +1,6 @@
 // Unit tests of the test driver through covirt::connection on test:///default.
 // Expected values come from libvirt 9.0's own test driver (virsh -c test:///default, and the
 // C API for error codes and lifecycle events).
-// g++ 12 warns falsely about asio's awaitable frame allocator at -O2 (GCC PR 109224).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 #include <covirt/connection.hpp>
 #include <covirt/test/driver.hpp>
