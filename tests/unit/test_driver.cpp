@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -1204,5 +1205,69 @@ TEST_CASE("test driver: close ends the subscriptions: queued events drain, then 
     CHECK(e.type == event_type::suspended);
     auto [ec2, e2] = co_await ev.async_next(asio::as_tuple(asio::use_awaitable));
     CHECK(ec2 == asio::error::eof);
+  });
+}
+
+// Hostile and malformed definitions: each is refused with a clear error, and the driver's
+// state afterwards is exactly what it was (no half-added domain, no event).
+TEST_CASE("test driver: bad definitions change nothing", "[test_driver][hostile]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto events = c.subscribe();
+    auto refs_before = co_await c.async_list_domains(0);
+    auto xml_before = co_await c.async_get_xml("test", covirt::xml_flags::inactive);
+    std::string huge = "<domain type='test'><name>big</name><memory>1</memory><description>";
+    huge.append(50u << 20, 'x');
+    huge += "</description><os><type>hvm</type></os></domain>";
+    std::string deep = "<domain type='test'><name>deep</name><memory>1</memory><metadata>";
+    for (int i = 0; i < 100000; ++i) deep += "<a>";
+    for (int i = 0; i < 100000; ++i) deep += "</a>";
+    deep += "</metadata><os><type>hvm</type></os></domain>";
+    struct bad_case {
+      std::string what, xml;
+      errc code;
+      std::string says;
+    };
+    const std::vector<bad_case> cases = {
+        {"unclosed tag", "<domain type='test'><name>x</name><memory>1024</memory>", errc::xml_error, ""},
+        {"not XML at all", "this is not XML", errc::xml_error, ""},
+        {"50 MB", huge, errc::xml_error, "limit"},
+        {"deep nesting", deep, errc::xml_error, "deeper"},
+        {"DOCTYPE with entities",
+         "<!DOCTYPE d [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]>"
+         "<domain type='test'><name>&b;</name><memory>1</memory><os><type>hvm</type></os></domain>",
+         errc::xml_error, "DOCTYPE"},
+        {"unknown unit", "<domain type='test'><name>u</name><memory unit='KiX'>1</memory><os><type>hvm</type></os></domain>",
+         errc::invalid_arg, "KiX"},
+        {"negative memory", "<domain type='test'><name>n</name><memory>-5</memory><os><type>hvm</type></os></domain>",
+         errc::invalid_arg, "-5"},
+        {"name with /", "<domain type='test'><name>a/b</name><memory>1024</memory><os><type>hvm</type></os></domain>",
+         errc::xml_error, "a/b"},
+        {"name ..", "<domain type='test'><name>..</name><memory>1024</memory><os><type>hvm</type></os></domain>",
+         errc::xml_error, ".."},
+        {"redefining test with another uuid",
+         "<domain type='test'><name>test</name><uuid>11111111-2222-3333-4444-555555555555</uuid>"
+         "<memory>1024</memory><os><type>hvm</type></os></domain>",
+         errc::operation_failed, "already exists with uuid"},
+    };
+    for (const auto& bc : cases) {
+      INFO(bc.what);
+      for (int transient = 0; transient < 2; ++transient) {
+        covirt::diagnostics diag;
+        error_code ec;
+        // (Not a ?: of two co_awaits: g++ 12 miscompiles that.)
+        if (transient) std::tie(ec, std::ignore) = co_await c.async_create_xml(bc.xml, 0, diag, asio::as_tuple(asio::use_awaitable));
+        else std::tie(ec, std::ignore) = co_await c.async_define_xml(bc.xml, diag, asio::as_tuple(asio::use_awaitable));
+        REQUIRE(ec);
+        // The code is the family the case belongs to; XML detail errors count as XML errors.
+        if (bc.code == errc::xml_error) CHECK((ec == errc::xml_error || ec == errc::xml_detail));
+        else if (bc.code == errc::invalid_arg) CHECK((ec == errc::invalid_arg || ec == errc::xml_detail || ec == errc::xml_error));
+        else CHECK(ec == bc.code);
+        CHECK_FALSE(diag.message().empty());
+        if (!bc.says.empty()) CHECK_THAT(std::string(diag.message()), Contains(bc.says));
+      }
+    }
+    CHECK(co_await c.async_list_domains(0) == refs_before);
+    CHECK(co_await c.async_get_xml("test", covirt::xml_flags::inactive) == xml_before);
+    CHECK(events.pending() == 0);
   });
 }
