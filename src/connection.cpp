@@ -52,9 +52,10 @@ op<connection> open_erased(asio::any_io_executor ex, std::string text, unsigned 
     if (it == r.factories.end()) {
       std::string known;
       for (const auto& [k, v] : r.factories) known += (known.empty() ? "" : ", ") + k;
+      // The message completes libvirt's "no connection driver available for ...".
       co_return fail(diag, errc::no_connect,
-                     u->is_local() ? "no connection driver available for " + text + " (known: " + known + ")"
-                                   : "no driver for remote URI " + text + " (the remote driver is not available)");
+                     u->is_local() ? text + " (known drivers: " + known + ")"
+                                   : text + " (remote URIs need the remote driver, which is not available)");
     }
     f = it->second;
   }

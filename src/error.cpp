@@ -87,6 +87,8 @@ std::string_view errc_symbol(int value) noexcept {
 static std::string full_text(const error_code& ec, const std::string& message) {
   std::string generic = ec.message();
   if (message.empty()) return generic;
+  // libvirt's virErrorMsg says "no connection driver available for URI" rather than "...: URI".
+  if (ec == errc::no_connect) return generic + " for " + message;
   return generic + ": " + message;
 }
 
