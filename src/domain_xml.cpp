@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
+#include <span>
 #include <random>
 
 namespace covirt {
@@ -35,13 +37,18 @@ void device_address::set(std::string_view key, std::string value) {
 }
 
 result<unsigned long long> parse_memory_kib(std::string_view value, std::string_view unit, diagnostics& diag) {
-  std::string v = x::trim(value);
+  std::string_view v = x::trim_view(value);
   unsigned long long n = 0;
   if (v.empty() || !x::parse_uint(v, n))
     return fail(diag, errc::xml_detail,
                 "memory value '" + std::string(value) + "' is not a non-negative integer");
-  std::string u;
-  for (char c : unit) u += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // every known unit is at most 5 characters; longer ones are refused below either way
+  char lower[8];
+  if (unit.size() > sizeof lower)
+    return fail(diag, errc::invalid_arg, "memory unit '" + std::string(unit) + "' is not known");
+  for (std::size_t i = 0; i < unit.size(); ++i)
+    lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(unit[i])));
+  std::string_view u(lower, unit.size());
   unsigned long long scale = 0;
   if (u.empty()) scale = 1024;
   else if (u == "b" || u == "byte" || u == "bytes") scale = 1;
@@ -61,7 +68,7 @@ result<unsigned long long> parse_memory_kib(std::string_view value, std::string_
   unsigned long long bytes = 0;
   if (__builtin_mul_overflow(n, scale, &bytes))
     return fail(diag, errc::invalid_arg,
-                "memory value '" + v + "' with unit '" + std::string(unit) + "' is too large");
+                "memory value '" + std::string(v) + "' with unit '" + std::string(unit) + "' is too large");
   return bytes / 1024 + (bytes % 1024 ? 1 : 0);
 }
 
@@ -90,10 +97,15 @@ result<std::string> parse_uuid(std::string_view text, diagnostics& diag) {
   }
   while (pos < text.size())
     if (!std::isspace(static_cast<unsigned char>(text[pos++]))) return bad();
-  char out[37];
-  std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-  return std::string(out);
+  // "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x"
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(36, '-');
+  for (std::size_t k = 0, o = 0; k < 16; ++k) {
+    if (k == 4 || k == 6 || k == 8 || k == 10) ++o;
+    out[o++] = digits[b[k] >> 4];
+    out[o++] = digits[b[k] & 15];
+  }
+  return out;
 }
 
 namespace {
@@ -161,56 +173,133 @@ consteval std::size_t dom_idx(std::string_view n) { return x::stage_of(domain_or
 
 using pugi::xml_node;
 
-constexpr std::array<std::string_view, 5> pci_keys{"domain", "bus", "slot", "function", "multifunction"};
+// libvirt's attribute order of <address> per type ("" and "pci" share the PCI order)
+constexpr std::string_view addr_pci[] = {"domain", "bus", "slot", "function", "multifunction"};
+constexpr std::string_view addr_drive[] = {"controller", "bus", "target", "unit"};
+constexpr std::string_view addr_virtio_serial[] = {"controller", "bus", "port"};
+constexpr std::string_view addr_ccid[] = {"controller", "slot"};
+constexpr std::string_view addr_usb[] = {"bus", "port"};
+constexpr std::string_view addr_isa[] = {"iobase", "irq"};
+constexpr std::string_view addr_spapr_vio[] = {"reg"};
+constexpr std::string_view addr_ccw[] = {"cssid", "ssid", "devno"};
+constexpr std::string_view addr_dimm[] = {"slot", "base"};
+constexpr std::size_t addr_max_keys = std::size(addr_pci);
 
-std::vector<std::string_view> address_order(std::string_view type) {
-  if (type == "pci" || type.empty()) return {"domain", "bus", "slot", "function", "multifunction"};
-  if (type == "drive") return {"controller", "bus", "target", "unit"};
-  if (type == "virtio-serial") return {"controller", "bus", "port"};
-  if (type == "ccid") return {"controller", "slot"};
-  if (type == "usb") return {"bus", "port"};
-  if (type == "isa") return {"iobase", "irq"};
-  if (type == "spapr-vio") return {"reg"};
-  if (type == "ccw") return {"cssid", "ssid", "devno"};
-  if (type == "dimm") return {"slot", "base"};
+std::span<const std::string_view> address_order(std::string_view type) {
+  if (x::eq(type, "pci") || type.empty()) return addr_pci;
+  if (x::eq(type, "drive")) return addr_drive;
+  if (x::eq(type, "virtio-serial")) return addr_virtio_serial;
+  if (x::eq(type, "ccid")) return addr_ccid;
+  if (x::eq(type, "usb")) return addr_usb;
+  if (x::eq(type, "isa")) return addr_isa;
+  if (x::eq(type, "spapr-vio")) return addr_spapr_vio;
+  if (x::eq(type, "ccw")) return addr_ccw;
+  if (x::eq(type, "dimm")) return addr_dimm;
   return {};
 }
 
-std::string pci_norm(std::string_view key, const std::string& v) {
+/// A PCI address value in libvirt's hex widths (domain 0x%04x, bus and slot 0x%02x,
+/// function 0x%x); `key` is the index in addr_pci. Other keys and unparsable values as given.
+std::string pci_norm(std::size_t key, std::string_view v) {
+  static constexpr std::size_t width[] = {4, 2, 2, 1};
+  if (key >= std::size(width)) return std::string(v);
+  // already canonical ("0x" and lowercase hex digits, zero-padded to exactly the width or
+  // longer without a leading zero): formatting it again gives it back
+  if (v.size() > 2 && v[0] == '0' && v[1] == 'x') {
+    std::string_view d = v.substr(2);
+    bool hex = std::all_of(d.begin(), d.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    if (hex && (d.size() == width[key] || (d.size() > width[key] && d[0] != '0'))) return std::string(v);
+  }
   unsigned n = 0;
-  if (!x::parse_uint(v, n, 0)) return v;
-  char buf[16];
-  if (key == "domain") std::snprintf(buf, sizeof buf, "0x%04x", n);
-  else if (key == "bus" || key == "slot") std::snprintf(buf, sizeof buf, "0x%02x", n);
-  else if (key == "function") std::snprintf(buf, sizeof buf, "0x%x", n);
-  else return v;
-  return buf;
+  if (!x::parse_uint(v, n, 0)) return std::string(v);
+  static constexpr char hex[] = "0123456789abcdef";
+  char buf[2 + 2 * sizeof n];
+  char* e = buf + sizeof buf;
+  char* p = e;
+  do {
+    *--p = hex[n & 15];
+    n >>= 4;
+  } while (n);
+  while (static_cast<std::size_t>(e - p) < width[key]) *--p = '0';
+  *--p = 'x';
+  *--p = '0';
+  return std::string(p, e);
 }
 
 device_address parse_address(xml_node n) {
-  device_address a;
-  a.type = x::attr(n, "type");
-  auto order = address_order(a.type);
-  bool pci = a.type == "pci" || (a.type.empty() && n.attribute("slot") && n.attribute("bus") && n.attribute("function"));
-  for (auto k : order)
-    if (auto at = n.attribute(std::string(k).c_str())) {
-      std::string v = at.value();
-      if (pci) v = pci_norm(k, v);
-      a.attrs.emplace_back(std::string(k), std::move(v));
+  // the attributes once (name, value); an address has a handful
+  struct nv {
+    const char* name;
+    const char* value;
+  };
+  nv small[16];
+  std::vector<nv> large;
+  nv* all = small;
+  std::size_t count = 0;
+  for (auto at = n.first_attribute(); x::present(at); at = at.next_attribute()) {
+    if (count == std::size(small)) {
+      large.assign(small, small + count);
     }
-  for (auto at : n.attributes()) {
-    std::string_view nm = at.name();
-    if (nm == "type" || std::find(order.begin(), order.end(), nm) != order.end()) continue;
-    a.attrs.emplace_back(at.name(), at.value());
+    if (count >= std::size(small)) {
+      large.push_back({at.name(), at.value()});
+      all = large.data();
+    } else {
+      small[count] = {at.name(), at.value()};
+    }
+    ++count;
   }
+  device_address a;
+  std::string_view type;
+  for (std::size_t k = 0; k < count; ++k)
+    if (x::cstr_eq(all[k].name, "type")) {
+      type = all[k].value;
+      break;
+    }
+  a.type.assign(type);
+  auto order = address_order(type);
+  const char* found[addr_max_keys] = {};
+  std::size_t known = 0, unknown = 0;
+  for (std::size_t k = 0; k < count; ++k) {
+    const char* nm = all[k].name;
+    if (x::cstr_eq(nm, "type")) continue;
+    std::size_t i = 0;
+    while (i < order.size() && !x::cstr_eq(nm, order[i])) ++i;
+    if (i < order.size()) {
+      found[i] = all[k].value;
+      ++known;
+    } else {
+      ++unknown;
+    }
+  }
+  // found[1..3] are bus, slot, function when the order is PCI's
+  bool pci = x::eq(type, "pci") || (type.empty() && found[2] && found[1] && found[3]);
+  a.attrs.reserve(known + unknown);
+  for (std::size_t i = 0; i < order.size(); ++i)
+    if (found[i]) {
+      if (pci) a.attrs.emplace_back(order[i], pci_norm(i, found[i]));
+      else a.attrs.emplace_back(order[i], found[i]);
+    }
+  if (unknown)
+    for (std::size_t k = 0; k < count; ++k) {
+      const char* nm = all[k].name;
+      if (x::cstr_eq(nm, "type") ||
+          std::any_of(order.begin(), order.end(), [&](std::string_view key) { return x::cstr_eq(nm, key); }))
+        continue;
+      a.attrs.emplace_back(nm, all[k].value);
+    }
   return a;
+}
+
+/// alias and address of a device (its attributes: read_attrs; unknown children: r.rest() at the end).
+void parse_alias_address(x::reader& r, device_common& d) {
+  if (auto a = r.take("alias", {"name"})) d.alias = a.attribute("name").value();
+  if (auto a = r.take_leaf("address")) d.address = parse_address(a);
 }
 
 /// alias, address and unknown attributes for a device (unknown children: r.rest() at the end).
 void parse_common(x::reader& r, device_common& d, std::initializer_list<std::string_view> known_attrs) {
   d.extra_attrs = x::extra_attrs(r.node(), known_attrs);
-  if (auto a = r.take("alias", {"name"})) d.alias = x::attr(a, "name");
-  if (auto a = r.take_leaf("address")) d.address = parse_address(a);
+  parse_alias_address(r, d);
 }
 
 result<std::optional<unsigned>> boot_order(x::reader& r, diagnostics& diag) {
@@ -218,52 +307,34 @@ result<std::optional<unsigned>> boot_order(x::reader& r, diagnostics& diag) {
   return std::optional<unsigned>{};
 }
 
-result<disk_def> parse_disk(xml_node n, diagnostics& diag) {
-  disk_def d;
+result<void> parse_disk(xml_node n, disk_def& d, diagnostics& diag) {
   x::reader r(n);
-  if (n.attribute("type")) d.type = x::attr(n, "type");
-  if (n.attribute("device")) d.device = x::attr(n, "device");
-  parse_common(r, d, {"type", "device"});
+  x::read_attrs(n, {{"type", &d.type}, {"device", &d.device}}, d.extra_attrs);
+  parse_alias_address(r, d);
   if (auto c = r.take_leaf("driver")) {
-    disk_def::driver_t dr;
-    dr.name = x::attr(c, "name");
-    dr.type = x::attr(c, "type");
-    dr.cache = x::attr(c, "cache");
-    dr.io = x::attr(c, "io");
-    dr.discard = x::attr(c, "discard");
-    dr.extra_attrs = x::extra_attrs(c, {"name", "type", "cache", "io", "discard"});
-    d.driver = std::move(dr);
+    auto& dr = d.driver.emplace();
+    x::read_attrs(c,
+                  {{"name", &dr.name}, {"type", &dr.type}, {"cache", &dr.cache}, {"io", &dr.io},
+                   {"discard", &dr.discard}},
+                  dr.extra_attrs);
   }
   if (auto c = r.take_any("source")) {
-    disk_def::source_t s;
+    auto& s = d.source.emplace();
     x::reader sr(c);
-    s.file = x::attr(c, "file");
-    s.dev = x::attr(c, "dev");
-    s.dir = x::attr(c, "dir");
-    s.protocol = x::attr(c, "protocol");
-    s.name = x::attr(c, "name");
-    s.pool = x::attr(c, "pool");
-    s.volume = x::attr(c, "volume");
-    s.mode = x::attr(c, "mode");
-    s.startup_policy = x::attr(c, "startupPolicy");
-    s.extra_attrs = x::extra_attrs(c, {"file", "dev", "dir", "protocol", "name", "pool", "volume", "mode", "startupPolicy"});
+    x::read_attrs(c,
+                  {{"file", &s.file}, {"dev", &s.dev}, {"dir", &s.dir}, {"protocol", &s.protocol}, {"name", &s.name},
+                   {"pool", &s.pool}, {"volume", &s.volume}, {"mode", &s.mode}, {"startupPolicy", &s.startup_policy}},
+                  s.extra_attrs);
     for (auto h : sr.take_all_leaf("host")) {
-      disk_host dh;
-      dh.name = x::attr(h, "name");
-      dh.port = x::attr(h, "port");
-      dh.transport = x::attr(h, "transport");
-      dh.socket = x::attr(h, "socket");
-      dh.extra_attrs = x::extra_attrs(h, {"name", "port", "transport", "socket"});
-      s.hosts.push_back(std::move(dh));
+      auto& dh = s.hosts.emplace_back();
+      x::read_attrs(h, {{"name", &dh.name}, {"port", &dh.port}, {"transport", &dh.transport}, {"socket", &dh.socket}},
+                    dh.extra_attrs);
     }
     s.extra = sr.rest();
-    d.source = std::move(s);
   }
   if (auto c = r.take_leaf("target")) {
-    d.target_dev = x::attr(c, "dev");
-    d.target_bus = x::attr(c, "bus");
-    d.target_tray = x::attr(c, "tray");
-    d.target_extra_attrs = x::extra_attrs(c, {"dev", "bus", "tray"});
+    x::read_attrs(c, {{"dev", &d.target_dev}, {"bus", &d.target_bus}, {"tray", &d.target_tray}},
+                  d.target_extra_attrs);
   } else {
     return fail(diag, errc::xml_detail, "disk is missing its <target dev=...> element");
   }
@@ -273,31 +344,30 @@ result<disk_def> parse_disk(xml_node n, diagnostics& diag) {
   d.transient = static_cast<bool>(r.take("transient"));
   COVIRT_TRY(bo, boot_order(r, diag));
   d.boot_order = bo;
-  d.serial = x::text_of(r.take("serial"));
-  d.wwn = x::text_of(r.take("wwn"));
+  if (auto s = r.take("serial")) d.serial = x::text_of(s);
+  if (auto s = r.take("wwn")) d.wwn = x::text_of(s);
   d.extra = r.rest();
-  return d;
+  return {};
 }
 
-result<controller_def> parse_controller(xml_node n, diagnostics& diag) {
-  controller_def c;
+result<void> parse_controller(xml_node n, controller_def& c, diagnostics& diag) {
   x::reader r(n);
-  c.type = x::attr(n, "type");
+  x::read_attrs(n,
+                {{"type", &c.type}, {"index", nullptr}, {"model", &c.model}, {"ports", &c.ports},
+                 {"vectors", &c.vectors}},
+                c.extra_attrs);
   if (c.type.empty()) return fail(diag, errc::xml_detail, "controller is missing the 'type' attribute");
   COVIRT_TRY(idx, x::opt_uint(n, "index", diag));
   c.index = idx;
-  c.model = x::attr(n, "model");
-  c.ports = x::attr(n, "ports");
-  c.vectors = x::attr(n, "vectors");
-  parse_common(r, c, {"type", "index", "model", "ports", "vectors"});
+  parse_alias_address(r, c);
   if (auto d = r.take_any("driver")) c.driver = x::to_element(d);
   c.extra = r.rest();
-  return c;
+  return {};
 }
 
 std::string normalize_mac(std::string_view s) {
-  std::string m;
-  for (char ch : s) m += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  std::string m(s);
+  for (char& ch : m) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return m;
 }
 
@@ -313,87 +383,79 @@ bool valid_mac(std::string_view m) {
   return true;
 }
 
-result<interface_def> parse_interface(xml_node n, diagnostics& diag) {
-  interface_def d;
+result<void> parse_interface(xml_node n, interface_def& d, diagnostics& diag) {
   x::reader r(n);
-  if (n.attribute("type")) d.type = x::attr(n, "type");
-  parse_common(r, d, {"type"});
+  x::read_attrs(n, {{"type", &d.type}}, d.extra_attrs);
+  parse_alias_address(r, d);
   if (auto c = r.take("mac", {"address"})) {
-    d.mac = normalize_mac(x::attr(c, "address"));
+    std::string_view address = c.attribute("address").value();
+    d.mac = normalize_mac(address);
     if (!valid_mac(d.mac))
-      return fail(diag, errc::xml_detail, "interface MAC address '" + x::attr(c, "address") + "' is not valid");
+      return fail(diag, errc::xml_detail, "interface MAC address '" + std::string(address) + "' is not valid");
   }
   if (auto c = r.take_any("source")) {
-    interface_def::source_t s;
-    s.network = x::attr(c, "network");
-    s.bridge = x::attr(c, "bridge");
-    s.dev = x::attr(c, "dev");
-    s.mode = x::attr(c, "mode");
-    s.portgroup = x::attr(c, "portgroup");
-    s.path = x::attr(c, "path");
-    s.type = x::attr(c, "type");
-    s.extra_attrs = x::extra_attrs(c, {"network", "bridge", "dev", "mode", "portgroup", "path", "type"});
+    auto& s = d.source.emplace();
+    x::read_attrs(c,
+                  {{"network", &s.network}, {"bridge", &s.bridge}, {"dev", &s.dev}, {"mode", &s.mode},
+                   {"portgroup", &s.portgroup}, {"path", &s.path}, {"type", &s.type}},
+                  s.extra_attrs);
     s.extra = x::extra_children(c, {});
-    d.source = std::move(s);
   }
-  if (auto c = r.take("script", {"path"})) d.script_path = x::attr(c, "path");
+  if (auto c = r.take("script", {"path"})) d.script_path = c.attribute("path").value();
   if (auto c = r.take_leaf("target")) {
-    if (c.attribute("dev")) d.target_dev = x::attr(c, "dev");
+    if (auto dev = c.attribute("dev")) d.target_dev = dev.value();
     d.target_extra_attrs = x::extra_attrs(c, {"dev"});
   }
-  if (auto c = r.take("model", {"type"})) d.model_type = x::attr(c, "type");
+  if (auto c = r.take("model", {"type"})) d.model_type = c.attribute("type").value();
   if (auto c = r.take_any("driver")) d.driver = x::to_element(c);
   COVIRT_TRY(bo, boot_order(r, diag));
   d.boot_order = bo;
-  if (auto c = r.take("link", {"state"})) d.link_state = x::attr(c, "state");
+  if (auto c = r.take("link", {"state"})) d.link_state = c.attribute("state").value();
   if (auto c = r.take("mtu", {"size"})) {
     COVIRT_TRY(m, x::opt_uint(c, "size", diag));
     d.mtu = m;
   }
   d.extra = r.rest();
-  return d;
+  return {};
 }
 
-result<chardev_def> parse_chardev(xml_node n, diagnostics& diag) {
-  chardev_def d;
+result<void> parse_chardev(xml_node n, chardev_def& d, diagnostics& diag) {
   x::reader r(n);
-  if (n.attribute("type")) d.type = x::attr(n, "type");
-  parse_common(r, d, {"type"});
+  x::read_attrs(n, {{"type", &d.type}}, d.extra_attrs);
+  parse_alias_address(r, d);
   for (auto s : r.take_all_leaf("source")) {
-    chardev_def::source_t src;
-    src.mode = x::attr(s, "mode");
-    src.path = x::attr(s, "path");
-    src.host = x::attr(s, "host");
-    src.service = x::attr(s, "service");
-    src.channel = x::attr(s, "channel");
-    src.append = x::attr(s, "append");
-    src.extra_attrs = x::extra_attrs(s, {"mode", "path", "host", "service", "channel", "append"});
-    d.sources.push_back(std::move(src));
+    auto& src = d.sources.emplace_back();
+    x::read_attrs(s,
+                  {{"mode", &src.mode}, {"path", &src.path}, {"host", &src.host}, {"service", &src.service},
+                   {"channel", &src.channel}, {"append", &src.append}},
+                  src.extra_attrs);
   }
-  if (auto p = r.take("protocol", {"type"})) d.protocol_type = x::attr(p, "type");
+  if (auto p = r.take("protocol", {"type"})) d.protocol_type = p.attribute("type").value();
   if (auto t = r.take_any("target")) {
     d.has_target = true;
-    d.target_type = x::attr(t, "type");
-    d.target_address = x::attr(t, "address");
-    d.target_name = x::attr(t, "name");
-    d.target_state = x::attr(t, "state");
+    x::read_attrs(t,
+                  {{"type", &d.target_type}, {"address", &d.target_address}, {"name", &d.target_name},
+                   {"state", &d.target_state}, {"port", nullptr}},
+                  d.target_extra_attrs);
     COVIRT_TRY(p, x::opt_uint(t, "port", diag));
     d.target_port = p;
-    d.target_extra_attrs = x::extra_attrs(t, {"type", "address", "name", "state", "port"});
     d.target_children = x::extra_children(t, {});
   }
   if (auto l = r.take("log", {"file", "append"})) {
-    d.log_file = x::attr(l, "file");
-    d.log_append = x::attr(l, "append");
+    d.log_file = l.attribute("file").value();
+    d.log_append = l.attribute("append").value();
   }
   d.extra = r.rest();
-  return d;
+  return {};
 }
 
-result<graphics_def> parse_graphics(xml_node n, diagnostics& diag) {
-  graphics_def g;
+result<void> parse_graphics(xml_node n, graphics_def& g, diagnostics& diag) {
   x::reader r(n);
-  g.type = x::attr(n, "type");
+  x::read_attrs(n,
+                {{"type", &g.type}, {"port", nullptr}, {"tlsPort", nullptr}, {"websocket", nullptr},
+                 {"autoport", &g.autoport}, {"socket", &g.socket}, {"display", &g.display}, {"xauth", &g.xauth},
+                 {"fullscreen", &g.fullscreen}, {"listen", &g.listen}, {"keymap", &g.keymap}, {"passwd", &g.passwd}},
+                g.extra_attrs);
   if (g.type.empty()) return fail(diag, errc::xml_detail, "graphics is missing the 'type' attribute");
   COVIRT_TRY(p, x::opt_int(n, "port", diag));
   g.port = p;
@@ -401,47 +463,42 @@ result<graphics_def> parse_graphics(xml_node n, diagnostics& diag) {
   g.tls_port = tp;
   COVIRT_TRY(ws, x::opt_int(n, "websocket", diag));
   g.websocket = ws;
-  g.autoport = x::attr(n, "autoport");
-  g.socket = x::attr(n, "socket");
-  g.display = x::attr(n, "display");
-  g.xauth = x::attr(n, "xauth");
-  g.fullscreen = x::attr(n, "fullscreen");
-  g.listen = x::attr(n, "listen");
-  g.keymap = x::attr(n, "keymap");
-  g.passwd = x::attr(n, "passwd");
-  g.extra_attrs = x::extra_attrs(n, {"type", "port", "tlsPort", "websocket", "autoport", "socket", "display", "xauth",
-                                     "fullscreen", "listen", "keymap", "passwd"});
   for (auto l : r.take_all_leaf("listen")) {
-    graphics_listen gl;
-    gl.type = x::attr(l, "type");
-    gl.address = x::attr(l, "address");
-    gl.network = x::attr(l, "network");
-    gl.socket = x::attr(l, "socket");
-    gl.extra_attrs = x::extra_attrs(l, {"type", "address", "network", "socket"});
-    g.listens.push_back(std::move(gl));
+    auto& gl = g.listens.emplace_back();
+    x::read_attrs(l, {{"type", &gl.type}, {"address", &gl.address}, {"network", &gl.network}, {"socket", &gl.socket}},
+                  gl.extra_attrs);
   }
   g.extra = r.rest();
-  return g;
+  return {};
 }
 
-result<video_def> parse_video(xml_node n, diagnostics& diag) {
-  video_def v;
+result<void> parse_video(xml_node n, video_def& v, diagnostics& diag) {
   x::reader r(n);
   parse_common(r, v, {});
-  // <model> is typed unless it holds children other than <acceleration>
-  xml_node model;
-  for (auto m : n.children("model")) {
+  // <model> is typed unless it holds children other than one <acceleration>
+  xml_node model, accel;
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    if (!r.child_is(i, "model")) continue;
+    xml_node m = r.child(i);
     bool simple = true;
-    for (auto c : m.children())
-      if (c.type() == pugi::node_element && std::string_view(c.name()) != "acceleration") simple = false;
-    if (simple && m.children("acceleration").begin() != m.children("acceleration").end() &&
-        std::next(m.children("acceleration").begin()) != m.children("acceleration").end())
-      simple = false;  // two <acceleration>
-    if (simple) model = r.take_any("model");
+    int accels = 0;
+    for (xml_node c = m.first_child(); x::present(c); c = c.next_sibling()) {
+      if (c.type() != pugi::node_element) continue;
+      if (std::string_view(c.name()) != "acceleration") simple = false;
+      else if (!accels++) accel = c;
+    }
+    if (simple && accels < 2 && !r.is_claimed(i)) {
+      r.claim(i);
+      model = m;
+    }
     break;
   }
   if (auto m = model) {
-    v.model_type = x::attr(m, "type");
+    std::string primary;
+    x::read_attrs(m,
+                  {{"type", &v.model_type}, {"ram", nullptr}, {"vram", nullptr}, {"vram64", nullptr},
+                   {"vgamem", nullptr}, {"heads", nullptr}, {"primary", &primary}},
+                  v.model_extra_attrs);
     COVIRT_TRY(ram, x::opt_uint(m, "ram", diag));
     COVIRT_TRY(vram, x::opt_uint(m, "vram", diag));
     COVIRT_TRY(vram64, x::opt_uint(m, "vram64", diag));
@@ -452,24 +509,19 @@ result<video_def> parse_video(xml_node n, diagnostics& diag) {
     v.vram64 = vram64;
     v.vgamem = vgamem;
     v.heads = heads;
-    std::string primary = x::attr(m, "primary");
     v.primary = primary == "yes";
-    v.model_extra_attrs = x::extra_attrs(m, {"type", "ram", "vram", "vram64", "vgamem", "heads", "primary"});
-    if (!primary.empty() && primary != "yes") v.model_extra_attrs.emplace_back("primary", primary);
-    if (auto a = m.child("acceleration")) v.acceleration = x::to_element(a);
+    if (!primary.empty() && primary != "yes") v.model_extra_attrs.emplace_back("primary", std::move(primary));
+    if (accel) v.acceleration = x::to_element(accel);
   }
   if (auto d = r.take_any("driver")) v.driver = x::to_element(d);
   v.extra = r.rest();
-  return v;
+  return {};
 }
 
-result<hostdev_def> parse_hostdev(xml_node n, diagnostics& diag) {
-  hostdev_def h;
+result<void> parse_hostdev(xml_node n, hostdev_def& h, diagnostics& diag) {
   x::reader r(n);
-  if (n.attribute("mode")) h.mode = x::attr(n, "mode");
-  if (n.attribute("type")) h.type = x::attr(n, "type");
-  h.managed = x::attr(n, "managed");
-  parse_common(r, h, {"mode", "type", "managed"});
+  x::read_attrs(n, {{"mode", &h.mode}, {"type", &h.type}, {"managed", &h.managed}}, h.extra_attrs);
+  parse_alias_address(r, h);
   if (auto s = r.take_any("source")) {
     h.source_extra_attrs = x::extra_attrs(s, {});
     for (auto c : s.children()) {
@@ -482,64 +534,62 @@ result<hostdev_def> parse_hostdev(xml_node n, diagnostics& diag) {
   COVIRT_TRY(bo, boot_order(r, diag));
   h.boot_order = bo;
   h.extra = r.rest();
-  return h;
+  return {};
 }
 
-result<memballoon_def> parse_memballoon(xml_node n, diagnostics& diag) {
-  memballoon_def m;
+result<void> parse_memballoon(xml_node n, memballoon_def& m, diagnostics& diag) {
   x::reader r(n);
-  m.model = x::attr(n, "model");
-  m.autodeflate = x::attr(n, "autodeflate");
-  parse_common(r, m, {"model", "autodeflate"});
+  m.model.clear();  // an absent model= is kept as "" (not the default)
+  x::read_attrs(n, {{"model", &m.model}, {"autodeflate", &m.autodeflate}}, m.extra_attrs);
+  parse_alias_address(r, m);
   if (auto s = r.take("stats", {"period"})) {
     COVIRT_TRY(p, x::opt_uint(s, "period", diag));
     m.stats_period = p;
   }
   m.extra = r.rest();
-  return m;
+  return {};
 }
 
-rng_def parse_rng(xml_node n) {
-  rng_def rd;
+void parse_rng(xml_node n, rng_def& rd) {
   x::reader r(n);
-  rd.model = x::attr(n, "model");
-  parse_common(r, rd, {"model"});
-  xml_node backend = n.child("backend");
-  bool mixed = backend && backend.find_child([](xml_node c) { return c.type() == pugi::node_element; }) &&
-               !x::trim(x::text_of(backend)).empty();
-  if (auto b = mixed ? xml_node{} : r.take_any("backend")) {
-    rd.backend_model = x::attr(b, "model");
-    rd.backend_text = x::trim(x::text_of(b));
-    rd.backend_extra_attrs = x::extra_attrs(b, {"model"});
-    rd.backend_children = x::extra_children(b, {});
+  rd.model.clear();  // an absent model= is kept as "" (not the default)
+  x::read_attrs(n, {{"model", &rd.model}}, rd.extra_attrs);
+  parse_alias_address(r, rd);
+  std::size_t bi = 0;
+  while (bi < r.size() && !r.child_is(bi, "backend")) ++bi;
+  if (bi < r.size() && !r.is_claimed(bi)) {
+    xml_node b = r.child(bi);
+    std::string buf;
+    std::string_view text = x::trim_view(x::text_view(b, buf));
+    bool mixed = !x::reader::plain_leaf(b) && !text.empty();
+    if (!mixed) {
+      r.claim(bi);
+      rd.backend_text.assign(text);
+      x::read_attrs(b, {{"model", &rd.backend_model}}, rd.backend_extra_attrs);
+      rd.backend_children = x::extra_children(b, {});
+    }
   }
   if (auto rt = r.take_any("rate")) rd.rate = x::to_element(rt);
   rd.extra = r.rest();
-  return rd;
 }
 
 feature_flag parse_flag(xml_node n) {
   feature_flag f;
-  f.state = x::attr(n, "state");
-  f.extra_attrs = x::extra_attrs(n, {"state"});
+  x::read_attrs(n, {{"state", &f.state}}, f.extra_attrs);
   f.children = x::extra_children(n, {});
   return f;
 }
 
-result<cpu_def> parse_cpu(xml_node n, diagnostics& diag) {
-  cpu_def c;
+result<void> parse_cpu(xml_node n, cpu_def& c, diagnostics& diag) {
   x::reader r(n);
-  c.mode = x::attr(n, "mode");
-  c.match = x::attr(n, "match");
-  c.check = x::attr(n, "check");
-  c.migratable = x::attr(n, "migratable");
-  c.extra_attrs = x::extra_attrs(n, {"mode", "match", "check", "migratable"});
+  x::read_attrs(n, {{"mode", &c.mode}, {"match", &c.match}, {"check", &c.check}, {"migratable", &c.migratable}},
+                c.extra_attrs);
   if (auto m = r.take("model", {"fallback", "vendor_id"})) {
-    c.model = x::trim(x::text_of(m));
-    c.model_fallback = x::attr(m, "fallback");
-    c.model_vendor_id = x::attr(m, "vendor_id");
+    c.model = x::trimmed_text(m);
+    c.model_fallback = m.attribute("fallback").value();
+    c.model_vendor_id = m.attribute("vendor_id").value();
   }
-  if (auto v = r.take("vendor")) c.vendor = x::trim(x::text_of(v));
+  if (auto v = r.take("vendor")) c.vendor = x::trimmed_text(v);
   if (auto t = r.take("topology", {"sockets", "dies", "cores", "threads"})) {
     cpu_def::topology_t topo;
     for (auto [name, field] : {std::pair{"sockets", &topo.sockets}, std::pair{"dies", &topo.dies},
@@ -553,157 +603,224 @@ result<cpu_def> parse_cpu(xml_node n, diagnostics& diag) {
     }
     c.topology = topo;
   }
-  for (auto f : r.take_all("feature", {"policy", "name"})) c.features.push_back({x::attr(f, "policy"), x::attr(f, "name")});
+  for (auto f : r.take_all("feature", {"policy", "name"}))
+    c.features.push_back({f.attribute("policy").value(), f.attribute("name").value()});
   c.extra = r.rest();
-  return c;
+  return {};
 }
 
-result<clock_def> parse_clock(xml_node n, diagnostics& diag) {
-  clock_def c;
+result<void> parse_clock(xml_node n, clock_def& c, diagnostics& diag) {
   x::reader r(n);
-  c.offset = x::attr(n, "offset");
-  c.adjustment = x::attr(n, "adjustment");
-  c.timezone = x::attr(n, "timezone");
-  c.basis = x::attr(n, "basis");
-  c.extra_attrs = x::extra_attrs(n, {"offset", "adjustment", "timezone", "basis"});
+  x::read_attrs(n, {{"offset", &c.offset}, {"adjustment", &c.adjustment}, {"timezone", &c.timezone}, {"basis", &c.basis}},
+                c.extra_attrs);
   for (auto t : r.take_all_any("timer")) {
-    clock_timer tm;
-    tm.name = x::attr(t, "name");
-    tm.present = x::attr(t, "present");
-    tm.tickpolicy = x::attr(t, "tickpolicy");
-    tm.track = x::attr(t, "track");
-    tm.mode = x::attr(t, "mode");
+    auto& tm = c.timers.emplace_back();
+    x::read_attrs(t,
+                  {{"name", &tm.name}, {"present", &tm.present}, {"tickpolicy", &tm.tickpolicy}, {"track", &tm.track},
+                   {"mode", &tm.mode}, {"frequency", nullptr}},
+                  tm.extra_attrs);
     if (auto f = t.attribute("frequency")) {
       unsigned long long v = 0;
       if (!x::parse_uint(f.value(), v))
         return fail(diag, errc::xml_detail, std::string("invalid timer frequency '") + f.value() + "'");
       tm.frequency = v;
     }
-    tm.extra_attrs = x::extra_attrs(t, {"name", "present", "tickpolicy", "track", "mode", "frequency"});
     tm.children = x::extra_children(t, {});
-    c.timers.push_back(std::move(tm));
   }
   c.extra = r.rest();
-  return c;
+  return {};
 }
 
 result<void> parse_os(xml_node n, domain_config::os_t& os, diagnostics& diag) {
   x::reader r(n);
-  os.firmware = x::attr(n, "firmware");
-  os.extra_attrs = x::extra_attrs(n, {"firmware"});
+  x::read_attrs(n, {{"firmware", &os.firmware}}, os.extra_attrs);
   if (auto t = r.take("type", {"arch", "machine"})) {
-    os.type = x::trim(x::text_of(t));
-    os.arch = x::attr(t, "arch");
-    os.machine = x::attr(t, "machine");
+    os.type = x::trimmed_text(t);
+    os.arch = t.attribute("arch").value();
+    os.machine = t.attribute("machine").value();
   }
   if (auto l = r.take_leaf("loader")) {
-    domain_config::os_t::loader_t ld;
-    ld.path = x::trim(x::text_of(l));
-    ld.readonly = x::attr(l, "readonly");
-    ld.secure = x::attr(l, "secure");
-    ld.type = x::attr(l, "type");
-    ld.extra_attrs = x::extra_attrs(l, {"readonly", "secure", "type"});
-    os.loader = std::move(ld);
+    auto& ld = os.loader.emplace();
+    ld.path = x::trimmed_text(l);
+    x::read_attrs(l, {{"readonly", &ld.readonly}, {"secure", &ld.secure}, {"type", &ld.type}}, ld.extra_attrs);
   }
   if (auto v = r.take("nvram", {"template"})) {
-    os.nvram = x::trim(x::text_of(v));
-    os.nvram_template = x::attr(v, "template");
+    os.nvram = x::trimmed_text(v);
+    os.nvram_template = v.attribute("template").value();
   }
-  os.kernel = x::text_of(r.take("kernel"));
-  os.initrd = x::text_of(r.take("initrd"));
-  os.cmdline = x::text_of(r.take("cmdline"));
-  os.dtb = x::text_of(r.take("dtb"));
-  os.init = x::text_of(r.take("init"));
+  if (auto e = r.take("kernel")) os.kernel = x::text_of(e);
+  if (auto e = r.take("initrd")) os.initrd = x::text_of(e);
+  if (auto e = r.take("cmdline")) os.cmdline = x::text_of(e);
+  if (auto e = r.take("dtb")) os.dtb = x::text_of(e);
+  if (auto e = r.take("init")) os.init = x::text_of(e);
   for (auto b : r.take_all("boot", {"dev"})) {
-    std::string dev = x::attr(b, "dev");
+    std::string_view dev = b.attribute("dev").value();
     if (dev != "hd" && dev != "cdrom" && dev != "fd" && dev != "network")
-      return fail(diag, errc::xml_detail, "unknown boot device '" + dev + "'");
-    os.boot_devs.push_back(std::move(dev));
+      return fail(diag, errc::xml_detail, "unknown boot device '" + std::string(dev) + "'");
+    os.boot_devs.emplace_back(dev);
   }
   if (auto b = r.take("bootmenu", {"enable", "timeout"})) {
-    os.bootmenu_enable = x::attr(b, "enable");
-    os.bootmenu_timeout = x::attr(b, "timeout");
+    os.bootmenu_enable = b.attribute("enable").value();
+    os.bootmenu_timeout = b.attribute("timeout").value();
   }
-  if (auto s = r.take("smbios", {"mode"})) os.smbios_mode = x::attr(s, "mode");
+  if (auto s = r.take("smbios", {"mode"})) os.smbios_mode = s.attribute("mode").value();
   if (auto b = r.take("bios", {"useserial", "rebootTimeout"})) {
-    os.bios_useserial = x::attr(b, "useserial");
-    os.bios_reboot_timeout = x::attr(b, "rebootTimeout");
+    os.bios_useserial = b.attribute("useserial").value();
+    os.bios_reboot_timeout = b.attribute("rebootTimeout").value();
   }
   os.extra = r.rest();
   return {};
 }
 
+/// A device with nothing but typed attributes, alias, address and verbatim children.
+template <class T>
+void parse_simple_device(xml_node c, T& d, std::initializer_list<x::attr_slot> slots) {
+  x::reader r(c);
+  x::read_attrs(c, slots, d.extra_attrs);
+  parse_alias_address(r, d);
+  d.extra = r.rest();
+}
+
+#define COVIRT_CHECK(expr)                         \
+  do {                                             \
+    if (auto ok_ = (expr); !ok_) return ok_.error(); \
+  } while (0)
+
+enum class dev_kind : unsigned char {
+  other, emulator, disk, controller, interface, serial, parallel, console, channel, input, graphics, sound, video,
+  hostdev, watchdog, memballoon, rng, panic, count_
+};
+
+dev_kind device_kind(std::string_view nm) noexcept {
+  switch (nm.size()) {
+    case 3:
+      if (x::eq(nm, "rng")) return dev_kind::rng;
+      break;
+    case 4:
+      if (x::eq(nm, "disk")) return dev_kind::disk;
+      break;
+    case 5:
+      if (x::eq(nm, "input")) return dev_kind::input;
+      if (x::eq(nm, "sound")) return dev_kind::sound;
+      if (x::eq(nm, "video")) return dev_kind::video;
+      if (x::eq(nm, "panic")) return dev_kind::panic;
+      break;
+    case 6:
+      if (x::eq(nm, "serial")) return dev_kind::serial;
+      break;
+    case 7:
+      if (x::eq(nm, "console")) return dev_kind::console;
+      if (x::eq(nm, "channel")) return dev_kind::channel;
+      if (x::eq(nm, "hostdev")) return dev_kind::hostdev;
+      break;
+    case 8:
+      if (x::eq(nm, "emulator")) return dev_kind::emulator;
+      if (x::eq(nm, "parallel")) return dev_kind::parallel;
+      if (x::eq(nm, "graphics")) return dev_kind::graphics;
+      if (x::eq(nm, "watchdog")) return dev_kind::watchdog;
+      break;
+    case 9:
+      if (x::eq(nm, "interface")) return dev_kind::interface;
+      break;
+    case 10:
+      if (x::eq(nm, "controller")) return dev_kind::controller;
+      if (x::eq(nm, "memballoon")) return dev_kind::memballoon;
+      break;
+  }
+  return dev_kind::other;
+}
+
 result<void> parse_devices(xml_node n, devices_t& dv, diagnostics& diag) {
-  for (auto c : n.children()) {
+  // classify the children once, so each device list is allocated once
+  struct child {
+    xml_node node;
+    dev_kind kind;
+  };
+  std::vector<child> children;
+  children.reserve(64);
+  std::size_t count[static_cast<std::size_t>(dev_kind::count_)] = {};
+  for (xml_node c = n.first_child(); x::present(c); c = c.next_sibling()) {
     if (c.type() != pugi::node_element) continue;
-    std::string_view nm = c.name();
-    if (nm == "emulator" && dv.emulator.empty() && x::reader::plain(c, {})) dv.emulator = x::trim(x::text_of(c));
-    else if (nm == "disk") {
-      COVIRT_TRY(d, parse_disk(c, diag));
-      dv.disks.push_back(std::move(d));
-    } else if (nm == "controller") {
-      COVIRT_TRY(d, parse_controller(c, diag));
-      dv.controllers.push_back(std::move(d));
-    } else if (nm == "interface") {
-      COVIRT_TRY(d, parse_interface(c, diag));
-      dv.interfaces.push_back(std::move(d));
-    } else if (nm == "serial" || nm == "parallel" || nm == "console" || nm == "channel") {
-      COVIRT_TRY(d, parse_chardev(c, diag));
-      (nm == "serial" ? dv.serials : nm == "parallel" ? dv.parallels : nm == "console" ? dv.consoles : dv.channels)
-          .push_back(std::move(d));
-    } else if (nm == "input") {
-      input_def in;
-      x::reader r(c);
-      in.type = x::attr(c, "type");
-      in.bus = x::attr(c, "bus");
-      parse_common(r, in, {"type", "bus"});
-      in.extra = r.rest();
-      dv.inputs.push_back(std::move(in));
-    } else if (nm == "graphics") {
-      COVIRT_TRY(d, parse_graphics(c, diag));
-      dv.graphics.push_back(std::move(d));
-    } else if (nm == "sound") {
-      sound_def s;
-      x::reader r(c);
-      s.model = x::attr(c, "model");
-      parse_common(r, s, {"model"});
-      s.extra = r.rest();
-      dv.sounds.push_back(std::move(s));
-    } else if (nm == "video") {
-      COVIRT_TRY(d, parse_video(c, diag));
-      dv.videos.push_back(std::move(d));
-    } else if (nm == "hostdev") {
-      COVIRT_TRY(d, parse_hostdev(c, diag));
-      dv.hostdevs.push_back(std::move(d));
-    } else if (nm == "watchdog") {
-      watchdog_def w;
-      x::reader r(c);
-      w.model = x::attr(c, "model");
-      w.action = x::attr(c, "action");
-      parse_common(r, w, {"model", "action"});
-      w.extra = r.rest();
-      dv.watchdogs.push_back(std::move(w));
-    } else if (nm == "memballoon" && !dv.memballoon) {
-      COVIRT_TRY(d, parse_memballoon(c, diag));
-      dv.memballoon = std::move(d);
-    } else if (nm == "rng") {
-      dv.rngs.push_back(parse_rng(c));
-    } else if (nm == "panic") {
-      panic_def p;
-      x::reader r(c);
-      p.model = x::attr(c, "model");
-      parse_common(r, p, {"model"});
-      p.extra = r.rest();
-      dv.panics.push_back(std::move(p));
-    } else {
-      dv.extra.push_back(x::to_element(c));
+    dev_kind k = device_kind(c.name());
+    ++count[static_cast<std::size_t>(k)];
+    children.push_back({c, k});
+  }
+  auto reserve = [&](auto& v, dev_kind k) {
+    if (auto m = count[static_cast<std::size_t>(k)]) v.reserve(m);
+  };
+  reserve(dv.disks, dev_kind::disk);
+  reserve(dv.controllers, dev_kind::controller);
+  reserve(dv.interfaces, dev_kind::interface);
+  reserve(dv.serials, dev_kind::serial);
+  reserve(dv.parallels, dev_kind::parallel);
+  reserve(dv.consoles, dev_kind::console);
+  reserve(dv.channels, dev_kind::channel);
+  reserve(dv.inputs, dev_kind::input);
+  reserve(dv.graphics, dev_kind::graphics);
+  reserve(dv.sounds, dev_kind::sound);
+  reserve(dv.videos, dev_kind::video);
+  reserve(dv.hostdevs, dev_kind::hostdev);
+  reserve(dv.watchdogs, dev_kind::watchdog);
+  reserve(dv.rngs, dev_kind::rng);
+  reserve(dv.panics, dev_kind::panic);
+  reserve(dv.extra, dev_kind::other);
+
+  for (auto [c, kind] : children) {
+    switch (kind) {
+      case dev_kind::emulator:
+        if (dv.emulator.empty() && x::reader::plain(c, {})) {
+          dv.emulator = x::trimmed_text(c);
+          continue;
+        }
+        break;
+      case dev_kind::disk: COVIRT_CHECK(parse_disk(c, dv.disks.emplace_back(), diag)); continue;
+      case dev_kind::controller: COVIRT_CHECK(parse_controller(c, dv.controllers.emplace_back(), diag)); continue;
+      case dev_kind::interface: COVIRT_CHECK(parse_interface(c, dv.interfaces.emplace_back(), diag)); continue;
+      case dev_kind::serial: COVIRT_CHECK(parse_chardev(c, dv.serials.emplace_back(), diag)); continue;
+      case dev_kind::parallel: COVIRT_CHECK(parse_chardev(c, dv.parallels.emplace_back(), diag)); continue;
+      case dev_kind::console: COVIRT_CHECK(parse_chardev(c, dv.consoles.emplace_back(), diag)); continue;
+      case dev_kind::channel: COVIRT_CHECK(parse_chardev(c, dv.channels.emplace_back(), diag)); continue;
+      case dev_kind::input: {
+        auto& in = dv.inputs.emplace_back();
+        parse_simple_device(c, in, {{"type", &in.type}, {"bus", &in.bus}});
+        continue;
+      }
+      case dev_kind::graphics: COVIRT_CHECK(parse_graphics(c, dv.graphics.emplace_back(), diag)); continue;
+      case dev_kind::sound: {
+        auto& s = dv.sounds.emplace_back();
+        parse_simple_device(c, s, {{"model", &s.model}});
+        continue;
+      }
+      case dev_kind::video: COVIRT_CHECK(parse_video(c, dv.videos.emplace_back(), diag)); continue;
+      case dev_kind::hostdev: COVIRT_CHECK(parse_hostdev(c, dv.hostdevs.emplace_back(), diag)); continue;
+      case dev_kind::watchdog: {
+        auto& w = dv.watchdogs.emplace_back();
+        parse_simple_device(c, w, {{"model", &w.model}, {"action", &w.action}});
+        continue;
+      }
+      case dev_kind::memballoon:
+        if (!dv.memballoon) {
+          COVIRT_CHECK(parse_memballoon(c, dv.memballoon.emplace(), diag));
+          continue;
+        }
+        break;
+      case dev_kind::rng: parse_rng(c, dv.rngs.emplace_back()); continue;
+      case dev_kind::panic: {
+        auto& p = dv.panics.emplace_back();
+        parse_simple_device(c, p, {{"model", &p.model}});
+        continue;
+      }
+      case dev_kind::other:
+      case dev_kind::count_: break;
     }
+    dv.extra.push_back(x::to_element(c));
   }
   return {};
 }
 
 result<unsigned long long> memory_elem(xml_node n, diagnostics& diag) {
-  auto r = parse_memory_kib(x::text_of(n), x::attr(n, "unit"), diag);
+  std::string buf;
+  auto r = parse_memory_kib(x::text_view(n, buf), n.attribute("unit").value(), diag);
   if (!r) diag.assign("<" + std::string(n.name()) + ">: " + std::string(diag.message()));
   return r;
 }
@@ -714,11 +831,11 @@ result<xml_node> strict(x::reader& r, const char* name, std::initializer_list<st
                         diagnostics& diag) {
   xml_node n = r.take_any(name);
   if (!n) return n;
-  for (auto a : n.attributes())
+  for (auto a = n.first_attribute(); x::present(a); a = a.next_attribute())
     if (!x::is_known(a.name(), attrs))
       return fail(diag, errc::xml_detail,
                   std::string("attribute '") + a.name() + "' of <" + name + "> is not supported");
-  for (auto c : n.children())
+  for (auto c = n.first_child(); x::present(c); c = c.next_sibling())
     if (c.type() == pugi::node_element)
       return fail(diag, errc::xml_detail, std::string("<") + name + "> must not contain <" + c.name() + ">");
   return n;
@@ -730,32 +847,32 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
   pugi::xml_document doc;
   COVIRT_TRY(root, x::load(doc, xml, "domain", diag));
   domain_config d;
-  d.type = x::attr(root, "type");
+  x::read_attrs(root, {{"type", &d.type}, {"id", nullptr}}, d.extra_attrs);
   if (d.type.empty()) return fail(diag, errc::xml_detail, "<domain> is missing the 'type' attribute");
-  d.extra_attrs = x::extra_attrs(root, {"type", "id"});
 
+  x::reader r(root);
   // duplicates of single elements are refused
   static constexpr std::string_view single[] = {
       "name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "maxMemory", "vcpu",
       "bootloader", "bootloader_args", "os", "features", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash",
       "on_lockfailure", "pm", "devices"};
   unsigned seen[std::size(single)] = {};
-  for (auto c : root.children()) {
-    if (c.type() != pugi::node_element) continue;
-    auto it = std::find(std::begin(single), std::end(single), std::string_view(c.name()));
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    auto it = std::find_if(std::begin(single), std::end(single), [&](std::string_view k) { return r.child_is(i, k); });
     if (it != std::end(single) && ++seen[it - std::begin(single)] > 1)
-      return fail(diag, errc::xml_detail, "element <" + std::string(c.name()) + "> is given more than once in <domain>");
+      return fail(diag, errc::xml_detail,
+                  "element <" + std::string(r.child_name(i)) + "> is given more than once in <domain>");
   }
-  x::reader r(root);
 
+  std::string buf;
   COVIRT_TRY(name, strict(r, "name", {}, diag));
   if (!name) return fail(diag, errc::xml_detail, "domain has no <name> element");
-  d.name = x::trim(x::text_of(name));
+  d.name = x::trimmed_text(name);
   if (auto ok = check_object_name("domain", d.name, diag); !ok) return ok.error();
 
   COVIRT_TRY(u, strict(r, "uuid", {}, diag));
   if (u) {
-    COVIRT_TRY(uuid, parse_uuid(x::text_of(u), diag));
+    COVIRT_TRY(uuid, parse_uuid(x::text_view(u, buf), diag));
     d.uuid = std::move(uuid);
   }
   COVIRT_TRY(t, strict(r, "title", {}, diag));
@@ -776,7 +893,7 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
   {
     COVIRT_TRY(kib, memory_elem(mem, diag));
     d.memory_kib = kib;
-    d.memory_dump_core = x::attr(mem, "dumpCore");
+    d.memory_dump_core = mem.attribute("dumpCore").value();
   }
   COVIRT_TRY(cmem, strict(r, "currentMemory", {"unit"}, diag));
   if (cmem) {
@@ -793,16 +910,17 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
   COVIRT_TRY(v, strict(r, "vcpu", {"placement", "current", "cpuset"}, diag));
   if (v) {
     unsigned n = 0;
-    if (!x::parse_uint(x::text_of(v), n))
-      return fail(diag, errc::xml_detail, "vcpu count '" + x::text_of(v) + "' is not a non-negative integer");
+    std::string_view text = x::text_view(v, buf);
+    if (!x::parse_uint(text, n))
+      return fail(diag, errc::xml_detail, "vcpu count '" + std::string(text) + "' is not a non-negative integer");
     if (n == 0) return fail(diag, errc::xml_detail, "vcpu count must be greater than zero");
     d.vcpus = n;
     COVIRT_TRY(cur, x::opt_uint(v, "current", diag));
     d.vcpu_current = cur;
-    d.vcpu_placement = x::attr(v, "placement");
+    d.vcpu_placement = v.attribute("placement").value();
     if (!d.vcpu_placement.empty() && d.vcpu_placement != "static" && d.vcpu_placement != "auto")
       return fail(diag, errc::xml_detail, "vcpu placement '" + d.vcpu_placement + "' is not known");
-    d.vcpu_cpuset = x::attr(v, "cpuset");
+    d.vcpu_cpuset = v.attribute("cpuset").value();
   }
   COVIRT_TRY(bl, strict(r, "bootloader", {}, diag));
   if (bl) d.bootloader = x::text_of(bl);
@@ -812,9 +930,9 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
     if (auto ok = parse_os(os, d.os, diag); !ok) return ok.error();
   }
   if (auto f = r.take_any("features")) {
-    features_t ft;
+    features_t& ft = d.features.emplace();
     ft.extra_attrs = x::extra_attrs(f, {});
-    for (auto c : f.children()) {
+    for (auto c = f.first_child(); x::present(c); c = c.next_sibling()) {
       if (c.type() != pugi::node_element) continue;
       std::string_view nm = c.name();
       std::optional<feature_flag>* slot = nm == "acpi"       ? &ft.acpi
@@ -832,25 +950,20 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
       else ft.extra.push_back(x::to_element(c));
     }
     x::sort_by_stage(ft.extra, feature_order);
-    d.features = std::move(ft);
   }
-  if (auto c = r.take_any("cpu")) {
-    COVIRT_TRY(cpu, parse_cpu(c, diag));
-    d.cpu = std::move(cpu);
-  }
-  if (auto c = r.take_any("clock")) {
-    COVIRT_TRY(clk, parse_clock(c, diag));
-    d.clock = std::move(clk);
-  }
+  if (auto c = r.take_any("cpu")) COVIRT_CHECK(parse_cpu(c, d.cpu.emplace(), diag));
+  if (auto c = r.take_any("clock")) COVIRT_CHECK(parse_clock(c, d.clock.emplace(), diag));
   for (auto [nm, field] : {std::pair{"on_poweroff", &d.on_poweroff}, std::pair{"on_reboot", &d.on_reboot},
                            std::pair{"on_crash", &d.on_crash}, std::pair{"on_lockfailure", &d.on_lockfailure}}) {
     COVIRT_TRY(e, strict(r, nm, {}, diag));
-    if (e) *field = x::trim(x::text_of(e));
+    if (e) *field = x::trimmed_text(e);
   }
   // <pm> is typed only when it holds nothing but suspend-to-mem/-disk enabled=; else kept verbatim
-  if (auto p = root.child("pm")) {
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    if (!r.child_is(i, "pm")) continue;
+    xml_node p = r.child(i);
     bool simple = !p.first_attribute();
-    for (auto c : p.children()) {
+    for (auto c = p.first_child(); x::present(c); c = c.next_sibling()) {
       if (c.type() != pugi::node_element) continue;
       std::string_view nm = c.name();
       simple = simple && (nm == "suspend-to-mem" || nm == "suspend-to-disk") && x::reader::plain(c, {"enabled"});
@@ -858,10 +971,11 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
     if (simple) {
       r.take_any("pm");
       domain_config::pm_t pm;
-      pm.suspend_to_mem = x::attr(p.child("suspend-to-mem"), "enabled");
-      pm.suspend_to_disk = x::attr(p.child("suspend-to-disk"), "enabled");
+      pm.suspend_to_mem = p.child("suspend-to-mem").attribute("enabled").value();
+      pm.suspend_to_disk = p.child("suspend-to-disk").attribute("enabled").value();
       d.pm = pm;
     }
+    break;
   }
   if (auto dv = r.take_any("devices")) {
     d.has_devices = true;
@@ -877,6 +991,7 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
                     std::to_string(d.vcpus));
   return d;
 }
+#undef COVIRT_CHECK
 
 // ====================================================================== formatting
 

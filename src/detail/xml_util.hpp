@@ -7,13 +7,17 @@
 #include <pugixml.hpp>
 
 #include <algorithm>
+#include <bit>
+#include <array>
 #include <charconv>
+#include <cstdint>
 #include <vector>
 #include <cstring>
 #include <optional>
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace covirt::detail::xml {
 
@@ -22,20 +26,65 @@ inline constexpr int max_depth = 256;
 
 // ------------------------------------------------------------------ parsing
 
+// pugixml's handles are one pointer, null when empty, and every member function is a call
+// into the shared library; the emptiness tests of the hot loops below are done inline.
+static_assert(sizeof(pugi::xml_node) == sizeof(std::uintptr_t) && std::is_trivially_copyable_v<pugi::xml_node>);
+static_assert(sizeof(pugi::xml_attribute) == sizeof(std::uintptr_t) &&
+              std::is_trivially_copyable_v<pugi::xml_attribute>);
+[[gnu::always_inline]] inline bool present(pugi::xml_node n) noexcept { return std::bit_cast<std::uintptr_t>(n) != 0; }
+[[gnu::always_inline]] inline bool present(pugi::xml_attribute a) noexcept {
+  return std::bit_cast<std::uintptr_t>(a) != 0;
+}
+
+/// A NUL-terminated name equals `s` (no strlen; stops at the first difference).
+inline bool cstr_eq(const char* name, std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (name[i] != s[i]) return false;  // also stops at name's NUL (s holds none)
+  return name[s.size()] == '\0';
+}
+
+/// a == b, inline (a literal b gives a fixed-size compare).
+[[gnu::always_inline]] constexpr bool eq(std::string_view a, std::string_view b) noexcept {
+  if (std::is_constant_evaluated()) return a == b;
+  return a.size() == b.size() && (b.empty() || __builtin_memcmp(a.data(), b.data(), b.size()) == 0);
+}
+
 /// The name of an attribute given twice on n (pugixml accepts that; XML does not), or "".
+/// When several names repeat, the smallest one (in byte order) is reported.
 inline std::string_view duplicate_attribute(pugi::xml_node n) {
-  std::vector<std::string_view> names;
-  for (auto a : n.attributes()) names.emplace_back(a.name());
-  std::sort(names.begin(), names.end());
-  auto it = std::adjacent_find(names.begin(), names.end());
-  return it == names.end() ? std::string_view{} : *it;
+  constexpr std::size_t small = 16;
+  const char* names[small];
+  std::size_t k = 0;
+  // no name() calls for the usual zero or one attribute
+  pugi::xml_attribute first = n.first_attribute();
+  if (!present(first)) return {};
+  pugi::xml_attribute second = first.next_attribute();
+  if (!present(second)) return {};
+  for (pugi::xml_attribute a = first; present(a); a = a.next_attribute()) {
+    if (k == small) {  // many attributes: sort them
+      std::vector<std::string_view> all;
+      for (auto b : n.attributes()) all.emplace_back(b.name());
+      std::sort(all.begin(), all.end());
+      auto it = std::adjacent_find(all.begin(), all.end());
+      return it == all.end() ? std::string_view{} : *it;
+    }
+    names[k++] = a.name();
+  }
+  const char* best = nullptr;
+  for (std::size_t i = 1; i < k; ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (names[i][0] == names[j][0] && std::strcmp(names[i], names[j]) == 0) {
+        if (!best || std::strcmp(names[i], best) < 0) best = names[i];
+        break;
+      }
+  return best ? std::string_view(best) : std::string_view{};
 }
 
 /// Position of `name` in libvirt's element order `order`; unknown names sort last.
 template <std::size_t N>
 constexpr std::size_t stage_of(const std::string_view (&order)[N], std::string_view name) {
   for (std::size_t i = 0; i < N; ++i)
-    if (order[i] == name) return i;
+    if (eq(order[i], name)) return i;
   return N;
 }
 
@@ -43,6 +92,7 @@ constexpr std::size_t stage_of(const std::string_view (&order)[N], std::string_v
 /// parse(format(x)) == x holds for the extra lists.
 template <std::size_t N>
 void sort_by_stage(std::vector<xml_element>& v, const std::string_view (&order)[N]) {
+  if (v.size() < 2) return;
   std::stable_sort(v.begin(), v.end(), [&](const xml_element& a, const xml_element& b) {
     return stage_of(order, a.name) < stage_of(order, b.name);
   });
@@ -64,44 +114,51 @@ inline result<pugi::xml_node> load(pugi::xml_document& doc, std::string_view tex
                 std::string("malformed XML: ") + res.description() + " at offset " +
                     std::to_string(res.offset));
   pugi::xml_node root;
-  for (auto n : doc.children()) {
-    if (n.type() == pugi::node_doctype)
+  for (auto n = doc.first_child(); n; n = n.next_sibling()) {
+    auto type = n.type();
+    if (type == pugi::node_doctype)
       return fail(diag, errc::xml_error, "XML documents with a DOCTYPE are not accepted (entity declarations are refused)");
-    if ((n.type() == pugi::node_pcdata || n.type() == pugi::node_cdata) &&
+    if ((type == pugi::node_pcdata || type == pugi::node_cdata) &&
         std::string_view(n.value()).find_first_not_of(" \t\r\n") != std::string_view::npos)
       return fail(diag, errc::xml_error, "malformed XML: text outside the root element");
-    if (n.type() == pugi::node_element) {
+    if (type == pugi::node_element) {
       if (root) return fail(diag, errc::xml_error, "malformed XML: more than one root element");
       root = n;
     }
   }
   if (!root) return fail(diag, errc::xml_error, "malformed XML: no root element");
-  // iterative depth walk (pugixml itself parses and frees without recursion)
+  // one walk for depth and repeated attributes; pugixml's traverse() is iterative (as are
+  // its parse and free) and does the navigation itself
+  if (auto dup = duplicate_attribute(root); !dup.empty())
+    return fail(diag, errc::xml_error,
+                std::string("malformed XML: attribute '") + std::string(dup) + "' repeated on <" + root.name() + ">");
   {
-    int depth = 1;
-    pugi::xml_node cur = root;
-    for (;;) {
-      if (cur.type() == pugi::node_element && cur.first_attribute() &&
-          cur.first_attribute().next_attribute()) {
-        if (auto dup = duplicate_attribute(cur); !dup.empty())
-          return fail(diag, errc::xml_error,
-                      std::string("malformed XML: attribute '") + std::string(dup) + "' repeated on <" +
-                          cur.name() + ">");
+    struct checker final : pugi::xml_tree_walker {
+      pugi::xml_node bad;
+      std::string_view dup;
+      bool for_each(pugi::xml_node& n) override {
+        // depth() is 0 for the root's children; the root is at depth 1. Only elements
+        // count for depth and only elements have attributes.
+        if (depth() + 2 > max_depth && n.type() == pugi::node_element) {
+          bad = n;
+          return false;
+        }
+        dup = duplicate_attribute(n);
+        if (!dup.empty()) {
+          bad = n;
+          return false;
+        }
+        return true;
       }
-      if (pugi::xml_node child = cur.first_child()) {
-        cur = child;
-        ++depth;
-        if (child.type() == pugi::node_element && depth > max_depth)
-          return fail(diag, errc::xml_error,
-                      "XML document nests elements deeper than the limit of " + std::to_string(max_depth));
-        continue;
-      }
-      while (cur != root && !cur.next_sibling()) {
-        cur = cur.parent();
-        --depth;
-      }
-      if (cur == root) break;
-      cur = cur.next_sibling();
+    } check;
+    root.traverse(check);
+    if (check.bad) {
+      if (check.dup.empty())
+        return fail(diag, errc::xml_error,
+                    "XML document nests elements deeper than the limit of " + std::to_string(max_depth));
+      return fail(diag, errc::xml_error,
+                  std::string("malformed XML: attribute '") + std::string(check.dup) + "' repeated on <" +
+                      check.bad.name() + ">");
     }
   }
   if (std::strcmp(root.name(), root_name) != 0)
@@ -110,26 +167,96 @@ inline result<pugi::xml_node> load(pugi::xml_document& doc, std::string_view tex
   return root;
 }
 
+inline bool is_text(pugi::xml_node c) {
+  auto t = c.type();
+  return t == pugi::node_pcdata || t == pugi::node_cdata;
+}
+
+/// Text of the node's direct pcdata/cdata children: a view into the document when there is
+/// at most one such child, else the concatenation, kept in `buf`.
+inline std::string_view text_view(pugi::xml_node n, std::string& buf) {
+  pugi::xml_node c = n.first_child();
+  while (present(c) && !is_text(c)) c = c.next_sibling();
+  if (!present(c)) return {};
+  std::string_view first = c.value();
+  pugi::xml_node d = c.next_sibling();
+  while (present(d) && !is_text(d)) d = d.next_sibling();
+  if (!present(d)) return first;
+  buf.assign(first);
+  for (; present(d); d = d.next_sibling())
+    if (is_text(d)) buf += d.value();
+  return buf;
+}
+
 /// Text of the node's direct pcdata/cdata children.
 inline std::string text_of(pugi::xml_node n) {
-  std::string s;
-  for (auto c : n.children())
-    if (c.type() == pugi::node_pcdata || c.type() == pugi::node_cdata) s += c.value();
-  return s;
+  std::string buf;
+  std::string_view v = text_view(n, buf);
+  if (!buf.empty()) return buf;
+  return std::string(v);
+}
+
+inline constexpr bool is_xml_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/// s without leading and trailing " \t\r\n".
+inline std::string_view trim_view(std::string_view s) noexcept {
+  std::size_t b = 0, e = s.size();
+  while (b < e && is_xml_space(s[b])) ++b;
+  while (e > b && is_xml_space(s[e - 1])) --e;
+  return s.substr(b, e - b);
+}
+
+inline std::string trim(std::string_view s) { return std::string(trim_view(s)); }
+
+/// trim(text_of(n)) without the intermediate copy.
+inline std::string trimmed_text(pugi::xml_node n) {
+  std::string buf;
+  return std::string(trim_view(text_view(n, buf)));
 }
 
 inline bool is_known(std::string_view name, std::initializer_list<std::string_view> known) {
   for (auto k : known)
-    if (k == name) return true;
+    if (eq(name, k)) return true;
+  return false;
+}
+inline bool is_known(const char* name, std::initializer_list<std::string_view> known) {
+  for (auto k : known)
+    if (cstr_eq(name, k)) return true;
   return false;
 }
 
 /// Attributes of n whose name is not in `known`.
 inline xml_attributes extra_attrs(pugi::xml_node n, std::initializer_list<std::string_view> known) {
   xml_attributes out;
-  for (auto a : n.attributes())
-    if (!is_known(a.name(), known)) out.emplace_back(a.name(), a.value());
+  for (pugi::xml_attribute a = n.first_attribute(); present(a); a = a.next_attribute()) {
+    const char* nm = a.name();
+    if (!is_known(nm, known)) out.emplace_back(nm, a.value());
+  }
   return out;
+}
+
+/// One named attribute for read_attrs: its value goes to *out (nullptr: known, read elsewhere).
+struct attr_slot {
+  std::string_view name;
+  std::string* out;
+};
+
+/// One pass over n's attributes: each attribute named in `slots` is stored in its string
+/// (strings of absent attributes are left as they are); the others are appended to `extra`
+/// in document order. Equivalent to `s = attr(n, name)` for each present slot plus
+/// `extra = extra_attrs(n, names)` (repeated attributes are refused by load()).
+inline void read_attrs(pugi::xml_node n, std::initializer_list<attr_slot> slots, xml_attributes& extra) {
+  for (pugi::xml_attribute a = n.first_attribute(); present(a); a = a.next_attribute()) {
+    const char* nm = a.name();
+    const attr_slot* hit = nullptr;
+    for (auto& s : slots)
+      if (cstr_eq(nm, s.name)) {
+        hit = &s;
+        break;
+      }
+    if (!hit) extra.emplace_back(nm, a.value());
+    else if (hit->out) hit->out->assign(a.value());
+  }
 }
 
 inline xml_element to_element(pugi::xml_node n) {
@@ -159,111 +286,122 @@ inline std::string attr(pugi::xml_node n, const char* name) { return n.attribute
 /// Walks the children of one element for the typed parser. Typed code "takes" the children
 /// it understands; a child with attributes or sub-elements the typed model has no place for
 /// is not taken, so rest() keeps it verbatim and nothing is lost.
+/// The child elements are listed once (name and length) so that each take is a short scan.
 class reader {
 public:
-  explicit reader(pugi::xml_node n) : node_(n) {}
+  explicit reader(pugi::xml_node n) : node_(n) {
+    for (pugi::xml_node c = n.first_child(); present(c); c = c.next_sibling()) {
+      if (c.type() != pugi::node_element) continue;
+      add({std::bit_cast<std::uintptr_t>(c), c.name(), false});
+    }
+  }
+  reader(const reader&) = delete;
+  reader& operator=(const reader&) = delete;
   pugi::xml_node node() const noexcept { return node_; }
 
+  /// Number of child elements and the i-th one, in document order.
+  std::size_t size() const noexcept { return size_; }
+  pugi::xml_node child(std::size_t i) const noexcept { return std::bit_cast<pugi::xml_node>(items_[i].node); }
+  std::string_view child_name(std::size_t i) const noexcept { return items_[i].name; }
+  /// The i-th child element's name is `name`.
+  bool child_is(std::size_t i, std::string_view name) const noexcept { return cstr_eq(items_[i].name, name); }
+  bool is_claimed(std::size_t i) const noexcept { return items_[i].claimed; }
+  void claim(std::size_t i) noexcept { items_[i].claimed = true; }
+
   /// First child `name` whose attributes are all in `attrs` and that has no child elements.
-  pugi::xml_node take(const char* name, std::initializer_list<std::string_view> attrs = {}) {
-    for (auto c : node_.children(name))
-      if (!claimed(c) && plain(c, attrs)) {
-        claimed_.push_back(c);
-        return c;
-      }
+  pugi::xml_node take(std::string_view name, std::initializer_list<std::string_view> attrs = {}) {
+    for (std::size_t i = 0; i < size_; ++i)
+      if (matches(i, name) && plain(child(i), attrs)) return claim_at(i);
     return {};
   }
   /// First child `name`, whatever it holds (the typed code keeps its unknown content itself).
-  pugi::xml_node take_any(const char* name) {
-    for (auto c : node_.children(name))
-      if (!claimed(c)) {
-        claimed_.push_back(c);
-        return c;
-      }
+  pugi::xml_node take_any(std::string_view name) {
+    for (std::size_t i = 0; i < size_; ++i)
+      if (matches(i, name)) return claim_at(i);
     return {};
   }
   /// All plain children `name` in document order.
-  std::vector<pugi::xml_node> take_all(const char* name, std::initializer_list<std::string_view> attrs = {}) {
+  std::vector<pugi::xml_node> take_all(std::string_view name, std::initializer_list<std::string_view> attrs = {}) {
     std::vector<pugi::xml_node> out;
-    for (auto c : node_.children(name))
-      if (!claimed(c) && plain(c, attrs)) {
-        claimed_.push_back(c);
-        out.push_back(c);
-      }
+    for (std::size_t i = 0; i < size_; ++i)
+      if (matches(i, name) && plain(child(i), attrs)) out.push_back(claim_at(i));
     return out;
   }
   /// First child `name` with any attributes but no child elements (the typed code keeps unknown attributes).
-  pugi::xml_node take_leaf(const char* name) {
-    for (auto c : node_.children(name))
-      if (!claimed(c) && plain_leaf(c)) {
-        claimed_.push_back(c);
-        return c;
-      }
+  pugi::xml_node take_leaf(std::string_view name) {
+    for (std::size_t i = 0; i < size_; ++i)
+      if (matches(i, name) && plain_leaf(child(i))) return claim_at(i);
     return {};
   }
-  std::vector<pugi::xml_node> take_all_leaf(const char* name) {
+  std::vector<pugi::xml_node> take_all_leaf(std::string_view name) {
     std::vector<pugi::xml_node> out;
-    for (auto c : node_.children(name))
-      if (!claimed(c) && plain_leaf(c)) {
-        claimed_.push_back(c);
-        out.push_back(c);
-      }
+    for (std::size_t i = 0; i < size_; ++i)
+      if (matches(i, name) && plain_leaf(child(i))) out.push_back(claim_at(i));
     return out;
   }
-  std::vector<pugi::xml_node> take_all_any(const char* name) {
+  std::vector<pugi::xml_node> take_all_any(std::string_view name) {
     std::vector<pugi::xml_node> out;
-    for (auto c : node_.children(name))
-      if (!claimed(c)) {
-        claimed_.push_back(c);
-        out.push_back(c);
-      }
+    for (std::size_t i = 0; i < size_; ++i)
+      if (matches(i, name)) out.push_back(claim_at(i));
     return out;
   }
   static bool plain_leaf(pugi::xml_node c) {
-    for (auto ch : c.children())
+    for (pugi::xml_node ch = c.first_child(); present(ch); ch = ch.next_sibling())
       if (ch.type() == pugi::node_element) return false;
     return true;
   }
   /// Child elements nobody took, verbatim, in document order.
-  std::vector<xml_element> rest() const;
+  std::vector<xml_element> rest() const {
+    std::vector<xml_element> out;
+    for (std::size_t i = 0; i < size_; ++i)
+      if (!items_[i].claimed) out.push_back(to_element(child(i)));
+    return out;
+  }
 
   static bool plain(pugi::xml_node c, std::initializer_list<std::string_view> attrs) {
-    for (auto a : c.attributes())
+    for (pugi::xml_attribute a = c.first_attribute(); present(a); a = a.next_attribute())
       if (!is_known(a.name(), attrs)) return false;
-    for (auto ch : c.children())
-      if (ch.type() == pugi::node_element) return false;
-    return true;
+    return plain_leaf(c);
   }
 
 private:
-  bool claimed(pugi::xml_node c) const {
-    for (auto& k : claimed_)
-      if (k == c) return true;
-    return false;
+  struct item {
+    std::uintptr_t node;  // the pugi::xml_node handle
+    const char* name;
+    bool claimed;
+  };
+  bool matches(std::size_t i, std::string_view name) const noexcept {
+    const item& it = items_[i];
+    return !it.claimed && cstr_eq(it.name, name);
   }
+  pugi::xml_node claim_at(std::size_t i) noexcept {
+    items_[i].claimed = true;
+    return child(i);
+  }
+  void add(const item& it) {
+    if (size_ == inline_cap) {
+      heap_.assign(inline_, inline_ + size_);
+      items_ = heap_.data();
+    }
+    if (size_ >= inline_cap) {
+      heap_.push_back(it);
+      items_ = heap_.data();
+    } else {
+      inline_[size_] = it;
+    }
+    ++size_;
+  }
+  static constexpr std::size_t inline_cap = 24;
   pugi::xml_node node_;
-  std::vector<pugi::xml_node> claimed_;
+  item inline_[inline_cap];
+  item* items_ = inline_;
+  std::size_t size_ = 0;
+  std::vector<item> heap_;
 };
-
-inline std::vector<xml_element> reader::rest() const {
-  std::vector<xml_element> out;
-  for (auto c : node_.children())
-    if (c.type() == pugi::node_element && !claimed(c)) out.push_back(to_element(c));
-  return out;
-}
-
-
-inline std::string trim(std::string_view s) {
-  auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  auto e = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(b, e - b + 1));
-}
 
 template <class T>
 inline bool parse_uint(std::string_view s, T& out, int base = 10) {
-  std::string t = trim(s);
-  std::string_view v = t;
+  std::string_view v = trim_view(s);
   if (base == 16 || (base == 0 && v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X'))) {
     if (v.size() > 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) v.remove_prefix(2);
     base = 16;
@@ -271,8 +409,25 @@ inline bool parse_uint(std::string_view s, T& out, int base = 10) {
     base = 10;
   }
   if (v.empty() || v[0] == '-' || v[0] == '+') return false;
-  auto r = std::from_chars(v.data(), v.data() + v.size(), out, base);
-  return r.ec == std::errc{} && r.ptr == v.data() + v.size();
+  if constexpr (std::is_unsigned_v<T>) {
+    // what std::from_chars accepts (all of v in digits of `base`, no overflow), inline
+    T n = 0;
+    for (char c : v) {
+      unsigned d;
+      if (c >= '0' && c <= '9') d = static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'z') d = static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'Z') d = static_cast<unsigned>(c - 'A' + 10);
+      else return false;
+      if (d >= static_cast<unsigned>(base)) return false;
+      if (__builtin_mul_overflow(n, static_cast<T>(base), &n) || __builtin_add_overflow(n, static_cast<T>(d), &n))
+        return false;
+    }
+    out = n;
+    return true;
+  } else {
+    auto r = std::from_chars(v.data(), v.data() + v.size(), out, base);
+    return r.ec == std::errc{} && r.ptr == v.data() + v.size();
+  }
 }
 
 /// Optional unsigned attribute; error names the element and attribute.
@@ -290,7 +445,7 @@ inline result<std::optional<unsigned>> opt_uint(pugi::xml_node n, const char* na
 inline result<std::optional<int>> opt_int(pugi::xml_node n, const char* name, diagnostics& diag) {
   auto a = n.attribute(name);
   if (!a) return std::optional<int>{};
-  std::string t = trim(a.value());
+  std::string_view t = trim_view(a.value());
   int v = 0;
   auto r = std::from_chars(t.data(), t.data() + t.size(), v);
   if (t.empty() || r.ec != std::errc{} || r.ptr != t.data() + t.size())
@@ -355,39 +510,51 @@ public:
   }
 
   /// libvirt's virBufferEscapeString: < > & ' " as entities; other control chars dropped.
+  /// Runs of plain characters are copied with one memcpy each.
   void esc(std::string_view s) {
     char* p = grow(s.size() * 6);
     char* const start = p;
-    for (char c0 : s) {
-      unsigned char c = static_cast<unsigned char>(c0);
-      if (c > '>' || (c >= 0x20 && c != '<' && c != '>' && c != '&' && c != '\'' && c != '"')) {
-        *p++ = c0;
-        continue;
+    const char* in = s.data();
+    const char* const end = in + s.size();
+    while (in != end) {
+      const char* run = in;
+      while (in != end && !esc_special[static_cast<unsigned char>(*in)]) ++in;
+      if (in != run) {
+        copy_run(p, run, static_cast<std::size_t>(in - run));
+        p += in - run;
+        if (in == end) break;
       }
-      switch (c) {
+      switch (*in++) {
         case '<': std::memcpy(p, "&lt;", 4); p += 4; break;
         case '>': std::memcpy(p, "&gt;", 4); p += 4; break;
         case '&': std::memcpy(p, "&amp;", 5); p += 5; break;
         case '\'': std::memcpy(p, "&apos;", 6); p += 6; break;
         case '"': std::memcpy(p, "&quot;", 6); p += 6; break;
-        default:
-          if (c == '\t' || c == '\n' || c == '\r') *p++ = c0;  // other control chars dropped
+        case '\t': *p++ = '\t'; break;
+        case '\n': *p++ = '\n'; break;
+        case '\r': *p++ = '\r'; break;
+        default: break;  // other control chars dropped
       }
     }
     len_ += static_cast<std::size_t>(p - start);
   }
   /// libxml2 xmlNodeDump escaping (double-quoted attributes), used for <metadata>.
   void esc_libxml(std::string_view s, bool attribute) {
-    for (char c : s) {
-      switch (c) {
+    const char* in = s.data();
+    const char* const end = in + s.size();
+    while (in != end) {
+      const char* run = in;
+      while (in != end && !libxml_special(*in, attribute)) ++in;
+      if (in != run) raw(run, static_cast<std::size_t>(in - run));
+      if (in == end) break;
+      switch (*in++) {
         case '<': put("&lt;"); break;
         case '>': put("&gt;"); break;
         case '&': put("&amp;"); break;
-        case '"': attribute ? put("&quot;") : ch(c); break;
-        case '\n': attribute ? put("&#10;") : ch(c); break;
+        case '"': put("&quot;"); break;   // attribute only
+        case '\n': put("&#10;"); break;  // attribute only
         case '\r': put("&#13;"); break;
-        case '\t': attribute ? put("&#9;") : ch(c); break;
-        default: ch(c);
+        case '\t': put("&#9;"); break;   // attribute only
       }
     }
   }
@@ -563,6 +730,40 @@ public:
   }
 
 private:
+  /// memcpy for a run of n bytes; short runs (most attribute values) without a library call.
+  COVIRT_XML_INLINE static void copy_run(char* d, const char* s, std::size_t n) {
+    if (n >= 8 && n <= 16) {
+      std::uint64_t a, b;
+      std::memcpy(&a, s, 8);
+      std::memcpy(&b, s + n - 8, 8);
+      std::memcpy(d, &a, 8);
+      std::memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+      std::uint32_t a, b;
+      std::memcpy(&a, s, 4);
+      std::memcpy(&b, s + n - 4, 4);
+      std::memcpy(d, &a, 4);
+      std::memcpy(d + n - 4, &b, 4);
+    } else if (n < 4) {
+      for (std::size_t i = 0; i < n; ++i) d[i] = s[i];
+    } else {
+      std::memcpy(d, s, n);
+    }
+  }
+  /// Characters esc() does not copy as they are: < > & ' " and all control characters.
+  static constexpr auto esc_special = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 0x20; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (unsigned char c : {'<', '>', '&', '\'', '"'}) t[c] = true;
+    return t;
+  }();
+  static constexpr bool libxml_special(char c, bool attribute) noexcept {
+    switch (c) {
+      case '<': case '>': case '&': case '\r': return true;
+      case '"': case '\n': case '\t': return attribute;
+      default: return false;
+    }
+  }
   std::string buf_;
   char* data_ = nullptr;
   std::size_t len_ = 0, cap_ = 0;
