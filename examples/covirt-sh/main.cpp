@@ -9,6 +9,8 @@
 // while the following commands of the same script run, and stops at the end of the script.
 #include <covirt/config.hpp>
 #include <covirt/connection.hpp>
+#include <covirt/domain/xml.hpp>
+#include <covirt/qemu/argv.hpp>
 #include <covirt/error.hpp>
 #include <covirt/events.hpp>
 #include <covirt/types.hpp>
@@ -636,6 +638,30 @@ awaitable<bool> cmd_define(shell& sh, const args& a) {
   co_return true;
 }
 
+/// virsh domxml-to-native: the command line covirt's QEMU driver would run for a domain.
+awaitable<bool> cmd_domxml_to_native(shell& sh, const args& a) {
+  const std::string& fmt = a.at("format");
+  if (fmt != "qemu-argv") {
+    sh.error(format("unsupported config type %s", fmt.c_str()));
+    co_return false;
+  }
+  std::string xml = read_file(a.at("xml"));
+  covirt::diagnostics diag;
+  auto def = covirt::parse_domain_xml(xml, diag);
+  if (def) {
+    covirt::qemu::argv_options opt;
+    opt.qmp_socket = "/run/covirt/qemu/" + def->name + ".qmp";  // where qemu:///system would put it
+    opt.kvm_available = ::access("/dev/kvm", R_OK | W_OK) == 0;
+    if (auto argv = covirt::qemu::build_argv(*def, opt, diag)) {
+      sh.print(covirt::qemu::argv_to_shell(*argv) + "\n");
+      co_return true;
+    } else {
+      co_return sh.fail("", covirt::error(argv.error(), std::string(diag.message())));
+    }
+  }
+  co_return sh.fail("", covirt::error(def.error(), std::string(diag.message())));
+}
+
 awaitable<bool> cmd_create(shell& sh, const args& a) {
   const std::string& file = a.at("file");
   std::string xml = read_file(file);
@@ -1217,6 +1243,11 @@ const std::vector<command>& commands() {
        "Convert a domain name to domain id."},
       {"domname", {{"domain", data, true, "domain id or uuid"}}, cmd_domname, "convert a domain id or UUID to domain name",
        "Convert a domain id or UUID to domain name."},
+      {"domxml-to-native",
+       {{"format", data, true, "target config data type format (qemu-argv)"},
+        {"xml", data, true, "xml data file to export from"}},
+       cmd_domxml_to_native, "Convert domain XML to native config",
+       "Convert domain XML config to a native guest configuration format."},
       {"nodeinfo", {}, cmd_nodeinfo, "node information", "Returns basic information about the node."},
       {"capabilities", {}, cmd_capabilities, "capabilities", "Returns capabilities of hypervisor/driver."},
       {"version", {}, cmd_version, "show version", "Display the system version information."},

@@ -312,3 +312,21 @@ TEST_CASE("covirt-sh: an active network cannot be undefined", "[sh]") {
   // libvirt's test driver refuses: "Requested operation is not valid: Network 'default' is still running".
   check_same("net-undefine default; net-list --all");
 }
+
+// ---- covirt's own: the QEMU command line for a domain (virsh needs a QEMU connection for this).
+
+TEST_CASE("covirt-sh: domxml-to-native qemu-argv prints the command line, commas escaped", "[sh][qemu]") {
+  auto r = run({env("COVIRT_SH"), "domxml-to-native", "qemu-argv", "tests/data/sh/qemu-comma.xml"});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out.starts_with("qemu-system-x86_64 -name guest=g1,,x,debug-threads=on -S "));
+  // A comma in a value is doubled, so it cannot start a new option.
+  CHECK(r.out.find("\"filename\":\"/tmp/a,b.qcow2\"") != std::string::npos);  // JSON -blockdev needs no escaping
+  CHECK(r.out.find("path=/run/covirt/qemu/g1,,x.qmp,server=on") != std::string::npos);
+  CHECK(r.out.find("-accel tcg") != std::string::npos);
+  CHECK(r.out.find("-device virtio-balloon-pci") != std::string::npos);
+
+  auto bad = run({env("COVIRT_SH"), "domxml-to-native", "xen-xm", "tests/data/sh/qemu-comma.xml"});
+  CHECK(bad.status != 0);
+  CHECK(error_lines(bad.err) == std::vector<std::string>{"error: unsupported config type xen-xm"});
+}
