@@ -199,6 +199,7 @@ struct process::impl {
     int r;
     do r = ::waitid(p_pidfd, static_cast<id_t>(pidfd.native_handle()), &si, WEXITED);
     while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == EAGAIN) return;  // Asio made the pidfd non-blocking: not exited yet
     if (r < 0 || si.si_pid == 0) {
       status = unknown_status;
     } else if (si.si_code == CLD_EXITED) {
@@ -215,7 +216,7 @@ struct process::impl {
     if (!pidfd.is_open()) return true;
     if (!fd_readable(pidfd.native_handle())) return false;
     note_exit();
-    return true;
+    return status.has_value();
   }
 
   bool send(int sig) {
@@ -408,10 +409,14 @@ namespace {
 asio::awaitable<result<int>> wait_exit_co(std::shared_ptr<process::impl> s) {
   co_await asio::this_coro::reset_cancellation_state(asio::enable_total_cancellation());
   if (s->poll_exit()) co_return *s->status;
-  auto [ec] = co_await s->pidfd.async_wait(asio::posix::descriptor_base::wait_read, asio::as_tuple(asio::use_awaitable));
-  if (ec) co_return ec;
-  s->note_exit();
-  co_return *s->status;
+  // The reactor may report a readiness that is not this process's exit (a recycled descriptor
+  // number's stale event): only a pidfd that polls readable means the process is gone.
+  for (;;) {
+    auto [ec] = co_await s->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                                             asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return ec;
+    if (s->poll_exit()) co_return *s->status;
+  }
 }
 
 asio::awaitable<result<int>> terminate_co(std::shared_ptr<process::impl> s, std::chrono::milliseconds grace) {
@@ -422,10 +427,16 @@ asio::awaitable<result<int>> terminate_co(std::shared_ptr<process::impl> s, std:
   timer.async_wait([s](error_code ec) {
     if (!ec) s->send(SIGKILL);  // the grace is over and the pidfd has not fired
   });
-  auto [ec] = co_await s->pidfd.async_wait(asio::posix::descriptor_base::wait_read, asio::as_tuple(asio::use_awaitable));
+  for (;;) {
+    auto [ec] = co_await s->pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                                             asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      timer.cancel();
+      co_return ec;
+    }
+    if (s->poll_exit()) break;  // as in wait_exit_co: a stale readiness waits again
+  }
   timer.cancel();
-  if (ec) co_return ec;
-  s->note_exit();
   co_return *s->status;
 }
 
