@@ -1,4 +1,5 @@
 #include <covirt/connection.hpp>
+#include <covirt/qemu/driver.hpp>
 #include <covirt/test/driver.hpp>
 
 #include <map>
@@ -11,7 +12,10 @@ namespace {
 struct registry {
   std::mutex mu;
   std::map<std::string, driver_factory, std::less<>> factories;
-  registry() { factories.emplace("test", &test::open_driver); }
+  registry() {
+    factories.emplace("test", &test::open_driver);
+    factories.emplace("qemu", &qemu::open_driver);
+  }
 };
 
 registry& reg() {

@@ -1,0 +1,93 @@
+// covirt: the QEMU driver (qemu:///session, qemu:///system). In-process, no daemon: it runs
+// real qemu-system-* processes, each in its own session, and controls each over its QMP unix
+// socket, all on the caller's io_context.
+//
+// State lives on disk (see qemu/state.hpp): persistent definitions in the config dir, one
+// runtime record per running guest in the state dir. Guests outlive the driver: destroying it
+// (or the connection) closes the QMP sockets and leaves the guests running; a new driver on
+// the same directories re-attaches to them (same ids) and drops records whose process is gone.
+//
+// Operations on one domain are serialized (one job at a time per domain); operations on
+// different domains run concurrently. Lifecycle events come from QMP events (STOP, RESUME,
+// SHUTDOWN, GUEST_PANICKED, SUSPEND, WAKEUP) and from the QEMU process exit (pidfd).
+#pragma once
+
+#include <covirt/detail/erased_driver.hpp>
+#include <covirt/driver.hpp>
+
+#include <functional>
+#include <memory>
+
+namespace covirt::qemu {
+
+/// The QEMU driver. Not thread-safe: use it from its executor.
+class driver {
+public:
+  explicit driver(asio::any_io_executor ex);
+  driver(driver&&) noexcept;
+  driver& operator=(driver&&) noexcept;
+  /// Closes the QMP connections and stops watching; running guests keep running.
+  ~driver();
+
+  /// Resolves the directories of `u`, loads the definitions, re-attaches to running guests
+  /// (stale runtime records are removed, their domains shut off) and starts autostart domains.
+  /// Errors: errc::invalid_arg (bad URI path or query), errc::operation_denied (qemu:///system
+  /// when not root), errc::operation_failed (cannot create the directories).
+  op<void> open(const uri& u, unsigned flags, diagnostics& diag);
+
+  /// For tests: replaces the /dev/kvm probe (access(R_OK|W_OK)) used when a domain starts.
+  void set_kvm_probe(std::function<bool()> probe);
+
+  asio::any_io_executor get_executor() const noexcept;
+  std::string_view type_name() const noexcept { return "QEMU"; }
+  op<void> close();
+  op<std::string> get_hostname(diagnostics& diag);
+  op<std::uint64_t> get_version(diagnostics& diag);
+  op<std::string> get_capabilities(diagnostics& diag);
+  op<node_info> node_get_info(diagnostics& diag);
+  op<int> get_max_vcpus(std::string_view type, diagnostics& diag);
+  op<std::vector<domain_ref>> list_domains(unsigned flags, diagnostics& diag);
+  op<domain_ref> lookup_by_name(std::string_view name, diagnostics& diag);
+  op<domain_ref> lookup_by_uuid(std::string_view uuid, diagnostics& diag);
+  op<domain_ref> lookup_by_id(int id, diagnostics& diag);
+  op<domain_ref> define_xml(std::string_view xml, diagnostics& diag);
+  op<void> undefine(std::string_view name, diagnostics& diag);
+  op<void> create(std::string_view name, diagnostics& diag);
+  /// flags: 1 = VIR_DOMAIN_START_PAUSED.
+  op<domain_ref> create_xml(std::string_view xml, unsigned flags, diagnostics& diag);
+  op<void> destroy(std::string_view name, diagnostics& diag);
+  op<void> shutdown(std::string_view name, diagnostics& diag);
+  op<void> reboot(std::string_view name, diagnostics& diag);
+  op<void> suspend(std::string_view name, diagnostics& diag);
+  op<void> resume(std::string_view name, diagnostics& diag);
+  op<domain_info> get_info(std::string_view name, diagnostics& diag);
+  op<std::string> get_os_type(std::string_view name, diagnostics& diag);
+  op<domain_state_info> get_state(std::string_view name, diagnostics& diag);
+  op<std::string> get_xml(std::string_view name, unsigned flags, diagnostics& diag);
+  op<bool> is_active(std::string_view name, diagnostics& diag);
+  op<bool> is_persistent(std::string_view name, diagnostics& diag);
+  event_stream subscribe(std::string domain);
+
+  /// flags: modify::live (QMP balloon), modify::config (the definition), modify::mem_maximum.
+  op<void> set_memory(std::string_view name, std::uint64_t kib, unsigned flags, diagnostics& diag);
+  op<bool> get_autostart(std::string_view name, diagnostics& diag);
+  op<void> set_autostart(std::string_view name, bool on, diagnostics& diag);
+
+  struct state;
+
+private:
+  std::shared_ptr<state> s_;
+};
+
+static_assert(covirt::driver<driver>);
+static_assert(can_set_memory<driver> && can_autostart<driver>);
+
+/// The factory open() uses for "qemu" URIs.
+op<std::unique_ptr<covirt::detail::erased_driver>> open_driver(asio::any_io_executor ex, const uri& u, unsigned flags,
+                                                       diagnostics& diag);
+
+}  // namespace covirt::qemu
+
+namespace covirt::detail {
+extern template class driver_model<qemu::driver>;
+}

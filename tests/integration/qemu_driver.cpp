@@ -1,0 +1,531 @@
+// Integration tests: the QEMU driver (qemu:///session) with real QEMU 7.2 guests under TCG.
+#include <covirt/connection.hpp>
+#include <covirt/qemu/driver.hpp>
+#include <covirt/qemu/process.hpp>
+#include <covirt/qemu/state.hpp>
+#include <covirt/timeout.hpp>
+
+#include "common/run.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using covirt::diagnostics;
+using covirt::domain_state;
+using covirt::errc;
+using covirt::error_code;
+using covirt::event_type;
+using covirt::test_support::run_coro;
+namespace reason = covirt::reason;
+namespace detail_ = covirt::event_detail;
+
+constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string guest_xml(const std::string& name, const std::string& type = "qemu", const std::string& devices = "") {
+  return "<domain type='" + type + "'><name>" + name +
+         "</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='q35'>hvm</type></os>"
+         "<features><acpi/></features><devices>" +
+         devices + "<memballoon model='virtio'/></devices></domain>";
+}
+
+// QEMU processes whose command line names `needle` (our temp dir is in every socket path).
+std::vector<pid_t> qemu_pids_with(const std::string& needle) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator("/proc", ec)) {
+    std::string n = e.path().filename().string();
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::atoi(n.c_str()));
+    for (auto& a : covirt::qemu::process_cmdline(pid))
+      if (a.find(needle) != std::string::npos) {
+        out.push_back(pid);
+        break;
+      }
+  }
+  return out;
+}
+
+// A fresh config/state dir per test; every guest started under it is killed at the end, whatever happened.
+struct guest_dir {
+  fs::path path;
+  guest_dir() {
+    std::string t = (fs::temp_directory_path() / "covirt-drv-XXXXXX").string();
+    REQUIRE(::mkdtemp(t.data()) != nullptr);
+    path = t;
+  }
+  ~guest_dir() {
+    for (pid_t pid : qemu_pids_with(path.string())) {
+      ::kill(pid, SIGKILL);
+      int st;
+      ::waitpid(pid, &st, 0);  // ECHILD at once when it is not ours
+    }
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string uri() const {
+    return "qemu:///session?config_dir=" + (path / "c").string() + "&state_dir=" + (path / "s").string();
+  }
+  covirt::qemu::paths dirs() const {
+    covirt::qemu::paths p;
+    p.config_dir = path / "c";
+    p.state_dir = path / "s";
+    p.log_dir = path / "s" / "log";
+    return p;
+  }
+  std::vector<covirt::qemu::runtime_record> records() const {
+    diagnostics d;
+    auto r = covirt::qemu::list_runtime(dirs(), d);
+    return r ? *r : std::vector<covirt::qemu::runtime_record>{};
+  }
+};
+
+bool alive(pid_t pid) {
+  if (pid <= 0) return false;
+  int st;
+  ::waitpid(pid, &st, WNOHANG);  // reap it if it is our zombie
+  return ::kill(pid, 0) == 0;
+}
+
+asio::awaitable<covirt::connection> open(asio::any_io_executor ex, const std::string& uri, unsigned flags = 0) {
+  diagnostics diag;
+  auto [ec, c] = co_await covirt::async_open(ex, uri, flags, diag, tuple);
+  INFO(diag.message());
+  REQUIRE(!ec);
+  co_return std::move(c);
+}
+
+// The next event of type `t` (others are skipped), within `limit`.
+asio::awaitable<std::optional<covirt::domain_event>> wait_event(covirt::event_stream& st, event_type t,
+                                                               std::chrono::milliseconds limit = 10s) {
+  auto ex = co_await asio::this_coro::executor;
+  covirt::op_timeout deadline{ex, limit};
+  for (;;) {
+    auto [ec, ev] = co_await st.async_next(asio::as_tuple(deadline.bind(asio::use_awaitable)));
+    if (ec) co_return std::nullopt;
+    if (ev.type == t) co_return ev;
+  }
+}
+
+template <class Cond>
+asio::awaitable<bool> eventually(Cond cond, std::chrono::milliseconds limit = 5s) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > end) co_return false;
+    t.expires_after(10ms);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
+}  // namespace
+
+TEST_CASE("qemu driver: define, start, suspend, resume, dumpxml, destroy, undefine", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await open(ex, dir.uri());
+    CHECK(conn.type() == "QEMU");
+    auto events = conn.subscribe("g1");
+
+    auto ref = co_await conn.async_define_xml(guest_xml("g1"));
+    CHECK(ref.name == "g1");
+    CHECK(ref.id == -1);
+    CHECK(ref.uuid.size() == 36);
+    CHECK(fs::exists(dir.path / "c" / "g1.xml"));
+    auto ev = co_await wait_event(events, event_type::defined);
+    REQUIRE(ev);
+    CHECK(ev->detail == detail_::defined_added);
+
+    co_await conn.async_create("g1");
+    ev = co_await wait_event(events, event_type::started);
+    REQUIRE(ev);
+    CHECK(ev->detail == detail_::started_booted);
+    CHECK(ev->domain.id == 1);
+
+    auto all = co_await conn.async_list_domains(covirt::list_flags::active);
+    REQUIRE(all.size() == 1);
+    CHECK(all[0].name == "g1");
+    CHECK(all[0].id == 1);
+    auto by_id = co_await conn.async_lookup_by_id(1);
+    CHECK(by_id.name == "g1");
+
+    auto recs = dir.records();
+    REQUIRE(recs.size() == 1);
+    pid_t pid = recs[0].pid;
+    CHECK(alive(pid));
+    CHECK(recs[0].id == 1);
+
+    auto info = co_await conn.async_get_info("g1");
+    CHECK(info.state == domain_state::running);
+    CHECK(info.max_mem_kib == 65536);
+    CHECK(info.memory_kib == 65536);
+    CHECK(info.nr_virt_cpu == 1);
+    auto st = co_await conn.async_get_state("g1");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == reason::booted);
+    CHECK(co_await conn.async_is_active("g1"));
+    CHECK(co_await conn.async_is_persistent("g1"));
+    CHECK(co_await conn.async_get_os_type("g1") == "hvm");
+
+    co_await conn.async_suspend("g1");
+    st = co_await conn.async_get_state("g1");
+    CHECK(st.state == domain_state::paused);
+    CHECK(st.reason == reason::user);
+    ev = co_await wait_event(events, event_type::suspended);
+    REQUIRE(ev);
+    CHECK(ev->detail == detail_::suspended_paused);
+    // Only one event for one suspend (QMP's STOP and the command's reply both said so).
+    asio::steady_timer settle(ex, 200ms);
+    co_await settle.async_wait(asio::use_awaitable);
+    CHECK(events.pending() == 0);
+
+    co_await conn.async_resume("g1");
+    st = co_await conn.async_get_state("g1");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == reason::unpaused);
+    ev = co_await wait_event(events, event_type::resumed);
+    REQUIRE(ev);
+    CHECK(ev->detail == detail_::resumed_unpaused);
+
+    diagnostics diag;
+    auto [rec] = co_await conn.async_resume("g1", diag, tuple);
+    CHECK(rec == errc::operation_invalid);
+
+    auto xml = co_await conn.async_get_xml("g1", 0u);
+    CHECK(xml.find("<domain type='qemu' id='1'>") != std::string::npos);
+    auto inactive = co_await conn.async_get_xml("g1", covirt::xml_flags::inactive);
+    CHECK(inactive.find("id='1'") == std::string::npos);
+
+    co_await conn.async_destroy("g1");
+    ev = co_await wait_event(events, event_type::stopped);
+    REQUIRE(ev);
+    CHECK(ev->detail == detail_::stopped_destroyed);
+    st = co_await conn.async_get_state("g1");
+    CHECK(st.state == domain_state::shutoff);
+    CHECK(st.reason == reason::destroyed);
+    CHECK_FALSE(alive(pid));
+    CHECK(dir.records().empty());
+    CHECK_FALSE(fs::exists(dir.path / "s" / "g1.qmp"));
+
+    auto [dec] = co_await conn.async_destroy("g1", diag, tuple);
+    CHECK(dec == errc::operation_invalid);
+    CHECK(diag.message() == "domain is not running");
+
+    co_await conn.async_undefine("g1");
+    ev = co_await wait_event(events, event_type::undefined);
+    REQUIRE(ev);
+    CHECK_FALSE(fs::exists(dir.path / "c" / "g1.xml"));
+    auto [lec, lref] = co_await conn.async_lookup_by_name("g1", diag, tuple);
+    CHECK(lec == errc::no_domain);
+    CHECK(diag.message() == "no domain with matching name 'g1'");
+  });
+}
+
+TEST_CASE("qemu driver: transient domains, start paused, ids count up", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await open(ex, dir.uri());
+    auto t1 = co_await conn.async_create_xml(guest_xml("t1"), 0u);
+    CHECK(t1.id == 1);
+    CHECK_FALSE(co_await conn.async_is_persistent("t1"));
+    CHECK_FALSE(fs::exists(dir.path / "c" / "t1.xml"));
+    auto t2 = co_await conn.async_create_xml(guest_xml("t2"), 1u);  // VIR_DOMAIN_START_PAUSED
+    CHECK(t2.id == 2);
+    auto st = co_await conn.async_get_state("t2");
+    CHECK(st.state == domain_state::paused);
+    CHECK(st.reason == reason::user);
+
+    diagnostics diag;
+    auto [ec, r] = co_await conn.async_create_xml(guest_xml("t1"), 0u, diag, tuple);
+    CHECK(ec == errc::operation_failed);  // same name, another uuid
+    CHECK(diag.message().find("already exists") != std::string::npos);
+
+    co_await conn.async_destroy("t1");
+    auto [lec, l] = co_await conn.async_lookup_by_name("t1", diag, tuple);
+    CHECK(lec == errc::no_domain);
+    co_await conn.async_resume("t2");
+    co_await conn.async_destroy("t2");
+    CHECK((co_await conn.async_list_domains(0u)).empty());
+    CHECK(dir.records().empty());
+  });
+}
+
+TEST_CASE("qemu driver: a start that fails says why and leaves nothing behind", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await open(ex, dir.uri());
+    std::string disk =
+        "<disk type='file' device='disk'><source file='/nonexistent.qcow2'/><target dev='vda' bus='virtio'/></disk>";
+    co_await conn.async_define_xml(guest_xml("bad", "qemu", disk));
+    diagnostics diag;
+    auto [ec] = co_await conn.async_create("bad", diag, tuple);
+    CHECK(ec == errc::operation_failed);
+    INFO(diag.message());
+    CHECK(diag.message().find("/nonexistent.qcow2") != std::string::npos);
+    CHECK(diag.message().find("No such file or directory") != std::string::npos);
+    CHECK_FALSE(co_await conn.async_is_active("bad"));
+    CHECK(dir.records().empty());
+    CHECK(qemu_pids_with(dir.path.string()).empty());
+
+    // The transient form is forgotten at once.
+    auto [ec2, r2] = co_await conn.async_create_xml(guest_xml("bad2", "qemu", disk), 0u, diag, tuple);
+    CHECK(ec2 == errc::operation_failed);
+    auto [lec, l] = co_await conn.async_lookup_by_name("bad2", diag, tuple);
+    CHECK(lec == errc::no_domain);
+
+    // type='kvm' where /dev/kvm is not usable: refused before anything runs.
+    auto* drv = conn.driver_as<covirt::qemu::driver>();
+    REQUIRE(drv != nullptr);
+    drv->set_kvm_probe([] { return false; });
+    co_await conn.async_define_xml(guest_xml("k1", "kvm"));
+    auto [kec] = co_await conn.async_create("k1", diag, tuple);
+    CHECK(kec == errc::config_unsupported);
+    CHECK(diag.message().find("/dev/kvm") != std::string::npos);
+    CHECK(qemu_pids_with(dir.path.string()).empty());
+  });
+}
+
+TEST_CASE("qemu driver: QEMU killed with SIGKILL is a crash", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await open(ex, dir.uri());
+    auto events = conn.subscribe();
+    co_await conn.async_define_xml(guest_xml("c1"));
+    co_await conn.async_create("c1");
+    auto recs = dir.records();
+    REQUIRE(recs.size() == 1);
+    auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(::kill(recs[0].pid, SIGKILL) == 0);
+    auto ev = co_await wait_event(events, event_type::stopped, 5s);
+    REQUIRE(ev);
+    CHECK(ev->detail == detail_::stopped_crashed);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    auto st = co_await conn.async_get_state("c1");
+    CHECK(st.state == domain_state::shutoff);
+    CHECK(st.reason == reason::crashed);
+    CHECK(dir.records().empty());
+    // It can start again.
+    co_await conn.async_create("c1");
+    CHECK(co_await conn.async_is_active("c1"));
+    co_await conn.async_destroy("c1");
+  });
+}
+
+TEST_CASE("qemu driver: guests outlive the connection and are re-attached", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    pid_t pid = 0;
+    {
+      auto conn = co_await open(ex, dir.uri());
+      co_await conn.async_define_xml(guest_xml("r1"));
+      co_await conn.async_create("r1");
+      co_await conn.async_create_xml(guest_xml("r2"), 0u);
+      co_await conn.async_suspend("r2");
+      pid = dir.records().at(0).pid;
+    }  // the connection is gone; the guests are not
+    CHECK(alive(pid));
+    auto conn = co_await open(ex, dir.uri());
+    auto doms = co_await conn.async_list_domains(covirt::list_flags::active);
+    REQUIRE(doms.size() == 2);
+    CHECK(doms[0].name == "r1");
+    CHECK(doms[0].id == 1);
+    CHECK(doms[1].name == "r2");
+    CHECK(doms[1].id == 2);
+    CHECK(co_await conn.async_is_persistent("r1"));
+    CHECK_FALSE(co_await conn.async_is_persistent("r2"));
+    auto st = co_await conn.async_get_state("r2");
+    CHECK(st.state == domain_state::paused);
+    CHECK(st.reason == reason::user);
+    st = co_await conn.async_get_state("r1");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == reason::booted);
+
+    co_await conn.async_suspend("r1");
+    CHECK((co_await conn.async_get_state("r1")).state == domain_state::paused);
+    co_await conn.async_resume("r1");
+    CHECK((co_await conn.async_get_state("r1")).state == domain_state::running);
+    auto xml = co_await conn.async_get_xml("r1", 0u);
+    CHECK(xml.find("id='1'") != std::string::npos);
+
+    // A new guest gets the next id.
+    auto r3 = co_await conn.async_create_xml(guest_xml("r3"), 0u);
+    CHECK(r3.id == 3);
+
+    auto events = conn.subscribe("r1");
+    co_await conn.async_destroy("r1");
+    auto ev = co_await wait_event(events, event_type::stopped);
+    REQUIRE(ev);
+    CHECK(ev->detail == detail_::stopped_destroyed);
+    CHECK_FALSE(alive(pid));
+    co_await conn.async_destroy("r2");
+    co_await conn.async_destroy("r3");
+    CHECK(dir.records().empty());
+    CHECK((co_await conn.async_list_domains(0u)).size() == 1);
+  });
+}
+
+TEST_CASE("qemu driver: a stale runtime record is dropped at open", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    {
+      auto conn = co_await open(ex, dir.uri());
+      co_await conn.async_define_xml(guest_xml("s1"));
+    }
+    // A pid that existed and is gone.
+    pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    int wst;
+    ::waitpid(child, &wst, 0);
+    covirt::qemu::runtime_record rec;
+    rec.name = "s1";
+    rec.uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+    rec.id = 7;
+    rec.pid = child;
+    rec.marker = "guest=s1";
+    rec.qmp_socket = (dir.path / "s" / "s1.qmp").string();
+    rec.boot_id = covirt::qemu::current_boot_id();
+    diagnostics diag;
+    REQUIRE(covirt::qemu::save_runtime(dir.dirs(), rec, diag));
+    // And a record of a transient guest that is gone too.
+    rec.name = "s2";
+    rec.uuid = "6695eb01-f6a4-8304-79aa-97f2502e1940";
+    rec.live_xml = guest_xml("s2");
+    REQUIRE(covirt::qemu::save_runtime(dir.dirs(), rec, diag));
+
+    auto conn = co_await open(ex, dir.uri());
+    CHECK_FALSE(co_await conn.async_is_active("s1"));
+    auto st = co_await conn.async_get_state("s1");
+    CHECK(st.state == domain_state::shutoff);
+    auto [ec, r] = co_await conn.async_lookup_by_name("s2", diag, tuple);
+    CHECK(ec == errc::no_domain);
+    CHECK(dir.records().empty());
+  });
+}
+
+TEST_CASE("qemu driver: concurrent destroy and suspend on one guest", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro(
+      [&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        auto conn = co_await open(ex, dir.uri());
+        co_await conn.async_define_xml(guest_xml("k"));
+        for (int round = 0; round < 3; ++round) {
+          co_await conn.async_create("k");
+          diagnostics d1, d2, d3;
+          int done = 0;
+          error_code e1, e2, e3;
+          auto run = [&](auto f, error_code& out) -> asio::awaitable<void> {
+            out = co_await f();
+            ++done;
+          };
+          asio::co_spawn(ex, run([&]() -> asio::awaitable<error_code> {
+                               auto [ec] = co_await conn.async_suspend("k", d1, tuple);
+                               co_return ec;
+                             }, e1), asio::detached);
+          asio::co_spawn(ex, run([&]() -> asio::awaitable<error_code> {
+                               auto [ec] = co_await conn.async_destroy("k", d2, tuple);
+                               co_return ec;
+                             }, e2), asio::detached);
+          asio::co_spawn(ex, run([&]() -> asio::awaitable<error_code> {
+                               auto [ec] = co_await conn.async_destroy("k", d3, tuple);
+                               co_return ec;
+                             }, e3), asio::detached);
+          CHECK(co_await eventually([&] { return done == 3; }, 15s));
+          CHECK(!e2);  // the first destroy wins
+          if (e1) CHECK(e1 == errc::operation_invalid);
+          CHECK(e3 == errc::operation_invalid);
+          CHECK(d3.message() == "domain is not running");
+          CHECK_FALSE(co_await conn.async_is_active("k"));
+          CHECK(dir.records().empty());
+        }
+        CHECK(qemu_pids_with(dir.path.string()).empty());
+      },
+      60s);
+}
+
+TEST_CASE("qemu driver: read-only connections, unsafe names, node facts", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await open(ex, dir.uri());
+    diagnostics diag;
+    auto [e1, r1] = co_await conn.async_define_xml(guest_xml(".hidden"), diag, tuple);
+    CHECK(e1);
+    CHECK(diag.message().find(".hidden") != std::string::npos);
+    auto [e2, r2] = co_await conn.async_define_xml(guest_xml("../x"), diag, tuple);
+    CHECK(e2);
+    CHECK(fs::is_empty(dir.path / "c"));
+
+    co_await conn.async_define_xml(guest_xml("ro"));
+    // (Opened before the guest starts: QEMU serves one QMP client, and `conn` is it.)
+    auto ro = co_await open(ex, dir.uri(), covirt::open_flags::read_only);
+    co_await conn.async_create("ro");
+    auto [e3] = co_await ro.async_destroy("ro", diag, tuple);
+    CHECK(e3 == errc::operation_denied);
+    auto [e5] = co_await ro.async_create("ro", diag, tuple);
+    CHECK(e5 == errc::operation_denied);
+    CHECK((co_await ro.async_list_domains(0u)).size() == 1);
+    CHECK((co_await conn.async_get_state("ro")).state == domain_state::running);
+    co_await conn.async_destroy("ro");
+
+    auto ni = co_await conn.async_node_get_info();
+    CHECK(ni.cpus >= 1);
+    CHECK(ni.memory_kib > 0);
+    CHECK(ni.nodes == 1);
+    CHECK(ni.sockets * ni.cores * ni.threads == ni.cpus);
+    auto ver = co_await conn.async_get_version();
+    CHECK(ver >= 7000000);
+    auto caps = co_await conn.async_get_capabilities();
+    CHECK(caps.find("<arch>x86_64</arch>") != std::string::npos);
+    CHECK(caps.find("qemu-system-x86_64") != std::string::npos);
+    CHECK(!(co_await conn.async_get_hostname()).empty());
+    CHECK(co_await conn.async_get_max_vcpus("kvm") == 255);
+
+    auto [e4, c4] = co_await covirt::async_open(ex, "qemu:///nowhere", 0u, diag, tuple);
+    CHECK(e4 == errc::invalid_arg);
+  });
+}
+
+TEST_CASE("qemu driver: balloon and autostart", "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    {
+      auto conn = co_await open(ex, dir.uri());
+      co_await conn.async_define_xml(guest_xml("a1"));
+      co_await conn.async_set_autostart("a1", true);
+      CHECK(co_await conn.async_get_autostart("a1"));
+      co_await conn.async_set_memory("a1", 32768u, covirt::modify::config);
+      auto inactive = co_await conn.async_get_xml("a1", covirt::xml_flags::inactive);
+      CHECK(inactive.find("<currentMemory unit='KiB'>32768</currentMemory>") != std::string::npos);
+    }
+    // A new driver starts autostart domains that are not running.
+    auto conn = co_await open(ex, dir.uri());
+    CHECK(co_await conn.async_is_active("a1"));
+    co_await conn.async_set_memory("a1", 49152u, covirt::modify::live);
+    auto info = co_await conn.async_get_info("a1");
+    CHECK(info.max_mem_kib == 65536);
+    diagnostics diag;
+    auto [ec] = co_await conn.async_set_memory("a1", 1u << 30, covirt::modify::live, diag, tuple);
+    CHECK(ec == errc::invalid_arg);
+    co_await conn.async_destroy("a1");
+  });
+}
