@@ -79,4 +79,23 @@ std::string_view detail_string(event_type t, int d) noexcept {
   return "Unknown";
 }
 
+bool list_flags_match(unsigned flags, const domain_list_facts& d) noexcept {
+  using namespace list_flags;
+  // Each group of flags, when any of it is given, is a union within the group and an
+  // intersection across groups, as in libvirt's virDomainObjListFilter.
+  auto group = [flags](unsigned yes, unsigned no, bool fact) {
+    return !(flags & (yes | no)) || ((flags & yes) && fact) || ((flags & no) && !fact);
+  };
+  if (!group(active, inactive, d.active) || !group(persistent, transient, d.persistent) ||
+      !group(autostart, no_autostart, d.autostart) || !group(managedsave, no_managedsave, d.managed_save) ||
+      !group(has_snapshot, no_snapshot, d.has_snapshot) || !group(has_checkpoint, no_checkpoint, d.has_checkpoint))
+    return false;
+  if (flags & (running | paused | shutoff | other)) {
+    bool is_other = d.state != domain_state::running && d.state != domain_state::paused && d.state != domain_state::shutoff;
+    return ((flags & running) && d.state == domain_state::running) || ((flags & paused) && d.state == domain_state::paused) ||
+           ((flags & shutoff) && d.state == domain_state::shutoff) || ((flags & other) && is_other);
+  }
+  return true;
+}
+
 }  // namespace covirt

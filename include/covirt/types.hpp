@@ -65,6 +65,15 @@ inline constexpr unsigned active = 1u << 0, inactive = 1u << 1, persistent = 1u 
 inline constexpr unsigned all = 0;  ///< libvirt: 0 means every domain
 }  // namespace list_flags
 
+/// What virConnectListAllDomains' flags look at, for one domain.
+struct domain_list_facts {
+  bool active = false, persistent = false, autostart = false;
+  domain_state state = domain_state::shutoff;
+  bool managed_save = false, has_snapshot = false, has_checkpoint = false;
+};
+/// Whether such a domain is listed under `flags` (list_flags; 0 lists every domain).
+bool list_flags_match(unsigned flags, const domain_list_facts& d) noexcept;
+
 /// virDomainXMLFlags (get_xml).
 namespace xml_flags {
 inline constexpr unsigned secure = 1u << 0, inactive = 1u << 1, update_cpu = 1u << 2, migratable = 1u << 3;

@@ -324,29 +324,11 @@ op<node_info> driver::node_get_info(diagnostics&) { co_return s_->node; }
 op<int> driver::get_max_vcpus(std::string_view, diagnostics&) { co_return max_vcpus; }
 
 op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) {
-  using namespace list_flags;
   std::vector<domain_ref> out;
   out.reserve(s_->doms.size());
   for (auto& [n, dp] : s_->doms) {
     const dom& d = *dp;
-    if ((flags & (active | inactive)) && !((flags & active) && d.active()) && !((flags & inactive) && !d.active()))
-      continue;
-    if ((flags & (persistent | transient)) && !((flags & persistent) && d.persistent) &&
-        !((flags & transient) && !d.persistent))
-      continue;
-    if (flags & (running | paused | shutoff | other)) {
-      bool ok = ((flags & running) && d.state == domain_state::running) ||
-                ((flags & paused) && d.state == domain_state::paused) ||
-                ((flags & shutoff) && d.state == domain_state::shutoff) ||
-                ((flags & other) && d.state != domain_state::running && d.state != domain_state::paused &&
-                 d.state != domain_state::shutoff);
-      if (!ok) continue;
-    }
-    if ((flags & (autostart | no_autostart)) && !((flags & autostart) && d.autostart) &&
-        !((flags & no_autostart) && !d.autostart))
-      continue;
-    if ((flags & managedsave) || (flags & has_snapshot) || (flags & has_checkpoint)) continue;
-    out.push_back(d.ref());
+    if (list_flags_match(flags, {d.active(), d.persistent, d.autostart, d.state})) out.push_back(d.ref());
   }
   co_return out;
 }
