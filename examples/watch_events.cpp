@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <iostream>
 
@@ -20,14 +21,23 @@ asio::awaitable<void> watch(covirt::event_stream events) {
 }
 
 asio::awaitable<void> act(covirt::connection& conn) {
+  // The test driver answers at once, without I/O; yielding after each step lets the
+  // watcher print as we go, as it would while a real driver waits on its hypervisor.
+  auto ex = co_await asio::this_coro::executor;
+  auto yield = [&] { return asio::post(ex, asio::use_awaitable); };
   co_await conn.async_suspend("test");
+  co_await yield();
   co_await conn.async_resume("test");
+  co_await yield();
   co_await conn.async_destroy("test");
+  co_await yield();
   co_await conn.async_create("test");
+  co_await yield();
   covirt::domain_ref web = co_await conn.async_create_xml(
       "<domain type='test'><name>web1</name><memory unit='MiB'>256</memory>"
       "<os><type>hvm</type></os></domain>", 0);
   std::cout << "started transient domain " << web.name << " with id " << web.id << "\n";
+  co_await yield();
   try {
     co_await conn.async_suspend("nosuch");
   } catch (const covirt::error& e) {
