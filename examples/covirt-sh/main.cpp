@@ -735,6 +735,124 @@ awaitable<bool> cmd_resume(shell& sh, const args& a) {
                                                            "Failed to resume domain '%s'");
 }
 
+awaitable<bool> cmd_save(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  const std::string& n = a.at("domain");
+  const std::string& file = a.at("file");
+  try {
+    co_await sh.conn.async_save(d->name, file);
+    sh.extra(format("\nDomain '%s' saved to %s\n", n.c_str(), file.c_str()));
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format("Failed to save domain '%s' to %s", n.c_str(), file.c_str()), e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_restore(shell& sh, const args& a) {
+  const std::string& file = a.at("file");
+  try {
+    co_await sh.conn.async_restore(file);
+    sh.extra(format("Domain restored from %s\n", file.c_str()));
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format("Failed to restore domain from %s", file.c_str()), e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_dump(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  const std::string& n = a.at("domain");
+  const std::string& file = a.at("file");
+  unsigned flags = 0;
+  if (a.has("live")) flags |= covirt::dump_flags::live;
+  if (a.has("crash")) flags |= covirt::dump_flags::crash;
+  if (a.has("bypass-cache")) flags |= covirt::dump_flags::bypass_cache;
+  if (a.has("reset")) flags |= covirt::dump_flags::reset;
+  if (a.has("memory-only")) flags |= covirt::dump_flags::memory_only;
+  try {
+    co_await sh.conn.async_core_dump(d->name, file, flags);
+    sh.extra(format("\nDomain '%s' dumped to %s\n", n.c_str(), file.c_str()));
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format("Failed to core dump domain '%s' to %s", n.c_str(), file.c_str()), e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_domblkstat(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  std::string dev = a.get("device").value_or("");
+  bool human = a.has("human");
+  try {
+    auto st = co_await sh.conn.async_block_stats(d->name, dev);
+    struct field { const char* name; const char* human; long long v; };
+    const field fields[] = {{"rd_req", "number of read operations:", st.rd_req},
+                            {"rd_bytes", "number of bytes read:", st.rd_bytes},
+                            {"wr_req", "number of write operations:", st.wr_req},
+                            {"wr_bytes", "number of bytes written:", st.wr_bytes},
+                            {"errs", "error count:", st.errs}};
+    if (human) sh.print(format("Device: %s\n", dev.c_str()));
+    for (const auto& f : fields) {
+      if (f.v < 0) continue;
+      if (human) sh.print(format("%-27s %lld\n", f.human, f.v));
+      else sh.print(format("%s %s %lld\n", dev.c_str(), f.name, f.v));
+    }
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format("Failed to get block stats %s %s", a.at("domain").c_str(), dev.c_str()), e);
+  }
+  co_return true;
+}
+
+/// JSON text indented by two spaces per level (virsh qemu-monitor-command --pretty).
+std::string pretty_json(std::string_view in) {
+  std::string out;
+  int depth = 0;
+  bool in_str = false, esc = false;
+  auto newline = [&] { out += '\n'; out.append(static_cast<std::size_t>(2 * std::max(depth, 0)), ' '); };
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (in_str) {
+      out += c;
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') in_str = false;
+      continue;
+    }
+    switch (c) {
+      case '"': in_str = true; out += c; break;
+      case '{': case '[': {
+        out += c;
+        std::size_t j = in.find_first_not_of(" \t\r\n", i + 1);
+        if (j != std::string_view::npos && (in[j] == '}' || in[j] == ']')) { out += in[j]; i = j; break; }
+        ++depth;
+        newline();
+        break;
+      }
+      case '}': case ']': --depth; newline(); out += c; break;
+      case ',': out += c; newline(); break;
+      case ':': out += ": "; break;
+      case ' ': case '\t': case '\r': case '\n': break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+awaitable<bool> cmd_qemu_monitor_command(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  try {
+    auto reply = co_await sh.conn.async_qemu_monitor_command(d->name, a.at("cmd"));
+    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
+    sh.print((a.has("pretty") ? pretty_json(reply) : reply) + "\n");
+  } catch (const covirt::error& e) {
+    co_return sh.fail("", e);
+  }
+  co_return true;
+}
+
 /// --config/--live/--current as virsh checks them; nullopt after printing the error.
 std::optional<unsigned> impact_flags(shell& sh, const args& a) {
   bool current = a.has("current"), live = a.has("live"), config = a.has("config");
@@ -1226,6 +1344,28 @@ const std::vector<command>& commands() {
       {"reboot", {dom}, cmd_reboot, "reboot a domain", "Run a reboot command in the target domain."},
       {"suspend", {dom}, cmd_suspend, "suspend a domain", "Suspend a running domain."},
       {"resume", {dom}, cmd_resume, "resume a domain", "Resume a previously suspended domain."},
+      {"save",
+       {dom, {"file", data, true, "where to save the data"},
+        {"bypass-cache", boolean, false, "avoid file system cache when saving"}},
+       cmd_save, "save a domain state to a file", "Save the RAM state of a running domain."},
+      {"restore",
+       {{"file", data, true, "the state to restore"},
+        {"bypass-cache", boolean, false, "avoid file system cache when restoring"}},
+       cmd_restore, "restore a domain from a saved state in a file", "Restore a domain."},
+      {"dump",
+       {dom, {"file", data, true, "where to dump the core"},
+        {"live", boolean, false, "perform a live core dump if supported"},
+        {"crash", boolean, false, "crash the domain after core dump"},
+        {"bypass-cache", boolean, false, "avoid file system cache when dumping"},
+        {"reset", boolean, false, "reset the domain after core dump"},
+        {"memory-only", boolean, false, "dump domain's memory only"}},
+       cmd_dump, "dump the core of a domain to a file for analysis", "Core dump a domain."},
+      {"domblkstat",
+       {dom, {"device", data, false, "block device"}, {"human", boolean, false, "print a more human readable output"}},
+       cmd_domblkstat, "get device block stats for a domain", "Get device block stats for a running domain."},
+      {"qemu-monitor-command",
+       {dom, {"cmd", data, true, "command"}, {"pretty", boolean, false, "pretty-print any qemu monitor protocol output"}},
+       cmd_qemu_monitor_command, "QEMU Monitor Command", "QEMU Monitor Command"},
       {"setmem", {dom, {"size", number, true, "new memory size, as scaled integer (default KiB)"}, config, live, current},
        cmd_setmem, "change memory allocation", "Change the current memory allocation in the guest domain."},
       {"setmaxmem",

@@ -148,6 +148,24 @@ public:
   COVIRT_OP(void, set_autostart, "virDomainSetAutostart", true, (std::string name, bool on),
             (name = std::move(name), on), set_autostart(name, on, d))
 
+  // Domains: save/restore, dumps, statistics, monitor
+  /// Saves the guest's state to `path` and stops it (shut off, reason saved).
+  COVIRT_OP(void, save, "virDomainSave", true, (std::string name, std::string path),
+            (name = std::move(name), path = std::move(path)), save(name, path, d))
+  /// Starts a domain from a file written by async_save.
+  COVIRT_OP(domain_ref, restore, "virDomainRestore", true, (std::string path), (path = std::move(path)),
+            restore(path, d))
+  /// flags: dump_flags (memory_only: an ELF of the guest's memory).
+  COVIRT_OP(void, core_dump, "virDomainCoreDumpWithFormat", true, (std::string name, std::string path, unsigned flags),
+            (name = std::move(name), path = std::move(path), flags), core_dump(name, path, flags, d))
+  /// disk: the target dev ("vda").
+  COVIRT_OP(block_stats, block_stats, "virDomainBlockStats", false, (std::string name, std::string disk),
+            (name = std::move(name), disk = std::move(disk)), get_block_stats(name, disk, d))
+  /// Raw QMP passthrough: `command` is a JSON command object; the result is QEMU's whole reply.
+  COVIRT_OP(std::string, qemu_monitor_command, "virDomainQemuMonitorCommand", true,
+            (std::string name, std::string command), (name = std::move(name), command = std::move(command)),
+            qemu_monitor_command(name, command, d))
+
   // Networks
   COVIRT_OP(std::vector<network_ref>, list_networks, "virConnectListAllNetworks", false, (unsigned flags), (flags),
             list_networks(flags, d))

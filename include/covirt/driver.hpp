@@ -90,4 +90,29 @@ concept can_networks = driver<D> && requires(D& d, std::string_view s, unsigned 
   { d.get_network_bridge_name(s, diag) } -> std::same_as<op<std::string>>;
 };
 
+/// virDomainSave / virDomainRestore: the guest's memory and device state to a file and back.
+template <class D>
+concept can_save_restore = driver<D> && requires(D& d, std::string_view s, diagnostics& diag) {
+  { d.save(s, s, diag) } -> std::same_as<op<void>>;  // (name, path)
+  { d.restore(s, diag) } -> std::same_as<op<domain_ref>>;  // (path)
+};
+
+/// virDomainCoreDumpWithFormat.
+template <class D>
+concept can_core_dump = driver<D> && requires(D& d, std::string_view s, unsigned flags, diagnostics& diag) {
+  { d.core_dump(s, s, flags, diag) } -> std::same_as<op<void>>;  // (name, path, dump_flags)
+};
+
+/// virDomainBlockStats.
+template <class D>
+concept can_block_stats = driver<D> && requires(D& d, std::string_view s, diagnostics& diag) {
+  { d.block_stats(s, s, diag) } -> std::same_as<op<block_stats>>;  // (name, disk target dev)
+};
+
+/// virDomainQemuMonitorCommand: raw monitor passthrough.
+template <class D>
+concept can_monitor_command = driver<D> && requires(D& d, std::string_view s, diagnostics& diag) {
+  { d.qemu_monitor_command(s, s, diag) } -> std::same_as<op<std::string>>;  // (name, command text)
+};
+
 }  // namespace covirt

@@ -56,6 +56,21 @@ struct node_info {
   unsigned cpus = 0, mhz = 0, nodes = 0, sockets = 0, cores = 0, threads = 0;
 };
 
+/// virDomainBlockStatsStruct: -1 where the hypervisor does not say.
+struct block_stats {
+  std::int64_t rd_req = -1;
+  std::int64_t rd_bytes = -1;
+  std::int64_t wr_req = -1;
+  std::int64_t wr_bytes = -1;
+  std::int64_t errs = -1;
+};
+
+/// virDomainCoreDumpFlags (core_dump).
+namespace dump_flags {
+inline constexpr unsigned crash = 1u << 0, live = 1u << 1, bypass_cache = 1u << 2, reset = 1u << 3,
+                          memory_only = 1u << 4;
+}
+
 /// virConnectListAllDomainsFlags, same bits.
 namespace list_flags {
 inline constexpr unsigned active = 1u << 0, inactive = 1u << 1, persistent = 1u << 2, transient = 1u << 3,

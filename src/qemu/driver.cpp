@@ -18,6 +18,9 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <chrono>
 #include <ctime>
 #include <deque>
@@ -462,10 +465,39 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     }
   }
 
+  // ------------------------------------------------------------------ migration
+
+  // Polls query-migrate until the migration (outgoing or incoming) completes, fails, or `limit` passes.
+  asio::awaitable<result<json::value>> wait_migration(std::shared_ptr<runtime> rt, diagnostics& diag,
+                                                      std::chrono::steady_clock::duration limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    asio::steady_timer pause(ex);
+    for (;;) {
+      std::string cmd = "query-migrate";
+      auto r = co_await call(rt, cmd, {}, diag, 10s);
+      if (!r) co_return r;
+      std::string status;
+      if (r->is_object())
+        if (auto* st = r->as_object().if_contains("status"); st && st->is_string()) status = st->as_string();
+      if (status == "completed") co_return r;
+      if (status == "failed" || status == "cancelled") {
+        std::string why;
+        if (auto* e = r->as_object().if_contains("error-desc"); e && e->is_string()) why = e->as_string();
+        co_return fail(diag, errc::operation_failed, "migration " + status + (why.empty() ? "" : ": " + why));
+      }
+      if (std::chrono::steady_clock::now() > until)
+        co_return fail(diag, errc::operation_timeout, "migration did not complete in time (status " + q(status) + ")");
+      pause.expires_after(50ms);
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
   // ------------------------------------------------------------------ start
 
   // Starts `d` from d->def; the caller holds the job. On failure nothing is left running.
-  asio::awaitable<result<void>> start(dom_ptr d, bool paused, diagnostics& diag) {
+  // `incoming`: a migrate-incoming URI to load the guest's state from (restore) before it runs.
+  asio::awaitable<result<void>> start(dom_ptr d, bool paused, diagnostics& diag,
+                                      std::optional<std::string> incoming = std::nullopt) {
     const domain_config& def = d->def;
     auto files = files_for(dirs, def.name, diag);
     if (!files) co_return files.error();
@@ -473,6 +505,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     opt.qmp_socket = files->qmp_socket.string();
     opt.kvm_available = kvm_probe();
     opt.start_paused = true;
+    if (incoming) opt.incoming = "defer";
     auto argv = build_argv(def, opt, diag);
     if (!argv) co_return argv.error();
     std::error_code fec;
@@ -540,7 +573,19 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       co_await abandon();
       co_return gone("failed its first monitor command (" + std::string(diag.message()) + ")");
     }
-    if (has_balloon(def) && def.current_memory_kib && def.current_memory_kib < def.memory_kib) {
+    if (incoming) {
+      json::object a;
+      a["uri"] = *incoming;
+      std::string mi = "migrate-incoming";
+      auto r = co_await call(rt, mi, std::move(a), diag, 10s);
+      if (r) r = co_await wait_migration(rt, diag, 120s);
+      if (!r) {
+        std::string why(diag.message());
+        co_await abandon();
+        co_return gone("could not load the saved state (" + why + ")");
+      }
+    }
+    if (!incoming && has_balloon(def) && def.current_memory_kib && def.current_memory_kib < def.memory_kib) {
       json::object a;
       a["value"] = static_cast<std::int64_t>(def.current_memory_kib * 1024);
       diagnostics ignore;
@@ -566,7 +611,8 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     rec.live_xml = format_domain_xml(def, fo);
     rec.extra["persistent"] = d->persistent ? "1" : "0";
     rec.extra["state"] = std::to_string(static_cast<int>(paused ? domain_state::paused : domain_state::running));
-    rec.extra["reason"] = std::to_string(paused ? int(reason::user) : int(reason::booted));
+    int run_reason = incoming ? int(reason::running_restored) : int(reason::booted);
+    rec.extra["reason"] = std::to_string(paused ? int(reason::user) : run_reason);
     if (auto r = save_runtime(dirs, rec, diag); !r) {
       co_await abandon();
       co_return r.error();
@@ -583,8 +629,8 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     d->rt = rt;
     d->id = id;
     d->state = paused ? domain_state::paused : domain_state::running;
-    d->reason = paused ? int(reason::user) : int(reason::booted);
-    emit(*d, event_type::started, event_detail::started_booted);
+    d->reason = paused ? int(reason::user) : run_reason;
+    emit(*d, event_type::started, incoming ? event_detail::started_restored : event_detail::started_booted);
     if (paused) emit(*d, event_type::suspended, event_detail::suspended_paused);
     watch(d, rt);
     co_return result<void>{};
@@ -1232,6 +1278,243 @@ op<void> driver::set_autostart(std::string_view name, bool on, diagnostics& diag
   if (auto w = qemu::set_autostart(s->dirs, d->def.name, on, diag); !w) co_return w.error();
   d->autostart = on;
   co_return result<void>{};
+}
+
+// ------------------------------------------------------------------ save / restore, dumps, stats, monitor
+
+namespace {
+
+// A save file: one header line "covirt-save 1 <xml bytes> <state offset>\n", the domain XML,
+// zero padding up to the offset (a multiple of 4096), then QEMU's migration stream.
+constexpr std::string_view save_magic = "covirt-save 1 ";
+
+std::string shell_quote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+struct save_header {
+  std::string xml;
+  std::uint64_t offset = 0;
+};
+
+result<save_header> read_save_header(const std::string& path, diagnostics& diag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(diag, errc::operation_failed, "cannot open saved state file " + q(path));
+  std::string line;
+  std::getline(in, line);
+  unsigned long long xml_len = 0, offset = 0;
+  if (line.compare(0, save_magic.size(), save_magic) != 0 ||
+      std::sscanf(line.c_str() + save_magic.size(), "%llu %llu", &xml_len, &offset) != 2 ||
+      xml_len > (64u << 20) || offset < line.size() + 1 + xml_len)
+    return fail(diag, errc::invalid_arg, "file " + q(path) + " is not a covirt saved state file");
+  save_header h;
+  h.xml.resize(xml_len);
+  in.read(h.xml.data(), static_cast<std::streamsize>(xml_len));
+  if (static_cast<unsigned long long>(in.gcount()) != xml_len)
+    return fail(diag, errc::invalid_arg, "saved state file " + q(path) + " is truncated");
+  h.offset = offset;
+  return h;
+}
+
+// QEMU runs in its own working directory: paths given to it are made absolute here.
+std::string absolute_path(std::string_view p) {
+  if (p.empty()) return {};
+  std::error_code ec;
+  auto a = fs::absolute(fs::path(p), ec);
+  return ec ? std::string(p) : a.lexically_normal().string();
+}
+
+}  // namespace
+
+op<void> driver::save(std::string_view name, std::string_view path_in, diagnostics& diag) {
+  auto s = s_;
+  std::string path = absolute_path(path_in);
+  state::job_guard g;
+  auto r = co_await s->begin_job(name, diag, g);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  if (path.empty()) co_return fail(diag, errc::invalid_arg, "no file to save to");
+  auto rt = d->rt;
+  bool was_running = d->state == domain_state::running;
+
+  // The header: the live definition, so restore knows the guest.
+  std::string xml = format_domain_xml(d->def);
+  std::string line = std::string(save_magic) + std::to_string(xml.size()) + " ";
+  std::uint64_t offset = line.size() + 32 + xml.size();  // room for the offset's digits and '\n'
+  offset = (offset + 4095) / 4096 * 4096;
+  line += std::to_string(offset) + "\n";
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) co_return fail(diag, errc::operation_failed, "cannot create " + q(path) + ": " + std::strerror(errno));
+    std::string head = line + xml;
+    head.resize(offset, '\0');
+    out.write(head.data(), static_cast<std::streamsize>(head.size()));
+    out.flush();
+    if (!out) co_return fail(diag, errc::operation_failed, "cannot write " + q(path));
+  }
+  std::error_code fec;
+
+  // The guest stops for good: the STOP event and the exit are the save's, not news.
+  rt->intent = stop_intent{reason::saved, event_detail::stopped_saved};
+  auto undo = [&]() -> asio::awaitable<void> {
+    fs::remove(path, fec);
+    if (d->rt != rt || rt->finished) co_return;
+    rt->intent.reset();
+    if (was_running) {
+      diagnostics ignore;
+      std::string cont = "cont";
+      (void)co_await s->call(rt, cont, {}, ignore, 5s);
+    }
+  };
+  if (was_running) {
+    std::string stop = "stop";
+    auto sr = co_await s->call(rt, stop, {}, diag);
+    if (!sr) {
+      co_await undo();
+      co_return s->command_failed(d, rt, sr.error(), diag);
+    }
+    if (d->rt == rt) s->set_state(*d, domain_state::paused, reason::paused_save);
+  }
+  json::object a;
+  a["uri"] = "exec:cat >> " + shell_quote(path);
+  std::string migrate = "migrate";
+  auto mr = co_await s->call(rt, migrate, std::move(a), diag);
+  if (mr) mr = co_await s->wait_migration(rt, diag, 300s);
+  if (!mr) {
+    error_code ec = s->command_failed(d, rt, mr.error(), diag).ec;
+    co_await undo();
+    co_return failure(ec);
+  }
+  co_await s->kill(d, rt);
+  co_return result<void>{};
+}
+
+op<domain_ref> driver::restore(std::string_view path_in, diagnostics& diag) {
+  auto s = s_;
+  std::string path = absolute_path(path_in);
+  auto h = read_save_header(path, diag);
+  if (!h) co_return failure(h.error());
+  auto def = parse_domain_xml(h->xml, diag);
+  if (!def) co_return def.error();
+  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
+  apply_defaults(*def);
+  auto at = s->admit(*def, true, diag);
+  if (!at) co_return at.error();
+  dom_ptr d = *at;
+  state::job_guard g;
+  bool fresh = !d;
+  if (fresh) {
+    d = std::make_shared<dom>();
+    d->def = std::move(*def);
+    d->persistent = false;
+    d->job.held = true;  // uncontended: nobody knows it yet
+    g.d = d;
+    s->doms.emplace(d->def.name, d);
+  } else {
+    if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, "restore was cancelled");
+    g.d = d;
+    if (d->active()) co_return fail(diag, errc::operation_invalid, "domain " + q(d->def.name) + " is already active");
+    d->next = std::move(d->def);
+    d->def = std::move(*def);
+  }
+  d->starting = true;
+  std::string uri = "exec:tail -c +" + std::to_string(h->offset + 1) + " " + shell_quote(path);
+  auto r = co_await s->start(d, false, diag, uri);
+  d->starting = false;
+  if (!r) {
+    if (fresh) s->erase(d);
+    else {
+      d->def = std::move(*d->next);
+      d->next.reset();
+    }
+    co_return failure(r.error());
+  }
+  co_return d->ref();
+}
+
+op<void> driver::core_dump(std::string_view name, std::string_view path, unsigned, diagnostics& diag) {
+  auto s = s_;
+  state::job_guard g;
+  auto r = co_await s->begin_job(name, diag, g);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  if (path.empty()) co_return fail(diag, errc::invalid_arg, "no file to dump to");
+  auto rt = d->rt;
+  json::object a;
+  a["paging"] = false;
+  a["protocol"] = "file:" + absolute_path(path);
+  std::string cmd = "dump-guest-memory";
+  auto res = co_await s->call(rt, cmd, std::move(a), diag, 300s);
+  if (!res) co_return s->command_failed(d, rt, res.error(), diag);
+  co_return result<void>{};
+}
+
+op<covirt::block_stats> driver::block_stats(std::string_view name, std::string_view disk, diagnostics& diag) {
+  auto s = s_;
+  auto r = s->get(name, diag);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  // The argv builder names disk i of n "libvirt-<n-i>-format".
+  const auto& disks = d->def.devices.disks;
+  std::optional<std::size_t> at;
+  for (std::size_t i = 0; i < disks.size(); ++i)
+    if (disks[i].target_dev == disk) at = i;
+  if (!at) co_return fail(diag, errc::invalid_arg, "invalid path: " + std::string(disk));
+  std::string node = "libvirt-" + std::to_string(disks.size() - *at) + "-format";
+  auto rt = d->rt;
+  std::string cmd = "query-blockstats";
+  auto res = co_await s->call(rt, cmd, {}, diag);
+  if (!res) co_return s->command_failed(d, rt, res.error(), diag);
+  if (!res->is_array()) co_return fail(diag, errc::internal_error, "query-blockstats: unexpected reply");
+  for (auto& e : res->as_array()) {
+    if (!e.is_object()) continue;
+    auto& o = e.as_object();
+    auto* nn = o.if_contains("node-name");
+    if (!nn || !nn->is_string() || nn->as_string() != node) continue;
+    auto* st = o.if_contains("stats");
+    if (!st || !st->is_object()) break;
+    auto num = [&](const char* k) -> std::int64_t {
+      auto* v = st->as_object().if_contains(k);
+      if (v && v->is_int64()) return v->as_int64();
+      if (v && v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
+      return -1;
+    };
+    covirt::block_stats out;
+    out.rd_req = num("rd_operations");
+    out.rd_bytes = num("rd_bytes");
+    out.wr_req = num("wr_operations");
+    out.wr_bytes = num("wr_bytes");
+    out.errs = -1;
+    co_return out;
+  }
+  co_return fail(diag, errc::invalid_arg, "disk " + q(disk) + " has no statistics (no medium?)");
+}
+
+op<std::string> driver::qemu_monitor_command(std::string_view name, std::string_view command, diagnostics& diag) {
+  auto s = s_;
+  state::job_guard g;
+  auto r = co_await s->begin_job(name, diag, g);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  if (!d->active() || !d->rt || !d->rt->mon.is_open()) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  auto rt = d->rt;
+  op_timeout deadline{s->ex, qmp_command_limit};
+  auto [ec, reply] = co_await rt->mon.async_execute_raw(std::string(command), diag,
+                                                        asio::as_tuple(deadline.bind(asio::use_awaitable)));
+  if (ec) {
+    if (deadline.expired()) co_return fail(diag, errc::operation_timeout, "QEMU did not answer in time");
+    if (ec == errc::invalid_arg) co_return failure(ec);
+    co_return s->command_failed(d, rt, ec, diag);
+  }
+  co_return std::move(reply);
 }
 
 op<std::unique_ptr<covirt::detail::erased_driver>> open_driver(asio::any_io_executor ex, const uri& u, unsigned flags,

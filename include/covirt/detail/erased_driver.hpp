@@ -55,6 +55,11 @@ public:
   virtual op<bool> get_network_autostart(std::string_view, diagnostics&) = 0;
   virtual op<void> set_network_autostart(std::string_view, bool, diagnostics&) = 0;
   virtual op<std::string> get_network_bridge_name(std::string_view, diagnostics&) = 0;
+  virtual op<void> save(std::string_view, std::string_view, diagnostics&) = 0;
+  virtual op<domain_ref> restore(std::string_view, diagnostics&) = 0;
+  virtual op<void> core_dump(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
+  virtual op<block_stats> get_block_stats(std::string_view, std::string_view, diagnostics&) = 0;
+  virtual op<std::string> qemu_monitor_command(std::string_view, std::string_view, diagnostics&) = 0;
 };
 
 /// An operation the driver lacks: libvirt's VIR_ERR_NO_SUPPORT.
@@ -155,6 +160,26 @@ public:
   op<std::string> get_network_bridge_name(std::string_view n, diagnostics& g) override {
     if constexpr (can_networks<D>) return d_.get_network_bridge_name(n, g);
     else return unsupported<std::string>(g, d_.type_name(), "virNetworkGetBridgeName");
+  }
+  op<void> save(std::string_view n, std::string_view p, diagnostics& g) override {
+    if constexpr (can_save_restore<D>) return d_.save(n, p, g);
+    else return unsupported<void>(g, d_.type_name(), "virDomainSave");
+  }
+  op<domain_ref> restore(std::string_view p, diagnostics& g) override {
+    if constexpr (can_save_restore<D>) return d_.restore(p, g);
+    else return unsupported<domain_ref>(g, d_.type_name(), "virDomainRestore");
+  }
+  op<void> core_dump(std::string_view n, std::string_view p, unsigned f, diagnostics& g) override {
+    if constexpr (can_core_dump<D>) return d_.core_dump(n, p, f, g);
+    else return unsupported<void>(g, d_.type_name(), "virDomainCoreDumpWithFormat");
+  }
+  op<block_stats> get_block_stats(std::string_view n, std::string_view disk, diagnostics& g) override {
+    if constexpr (can_block_stats<D>) return d_.block_stats(n, disk, g);
+    else return unsupported<block_stats>(g, d_.type_name(), "virDomainBlockStats");
+  }
+  op<std::string> qemu_monitor_command(std::string_view n, std::string_view cmd, diagnostics& g) override {
+    if constexpr (can_monitor_command<D>) return d_.qemu_monitor_command(n, cmd, g);
+    else return unsupported<std::string>(g, d_.type_name(), "virDomainQemuMonitorCommand");
   }
 
 private:

@@ -73,6 +73,18 @@ public:
   op<bool> get_autostart(std::string_view name, diagnostics& diag);
   op<void> set_autostart(std::string_view name, bool on, diagnostics& diag);
 
+  /// Pauses the guest, migrates its state into `path` (after a covirt header holding the domain
+  /// XML), then stops QEMU: shut off, reason saved, event stopped/saved.
+  op<void> save(std::string_view name, std::string_view path, diagnostics& diag);
+  /// Starts QEMU with -incoming defer and feeds it the state saved in `path`; event started/restored.
+  op<domain_ref> restore(std::string_view path, diagnostics& diag);
+  /// dump-guest-memory (ELF, no paging) into `path`.
+  op<void> core_dump(std::string_view name, std::string_view path, unsigned flags, diagnostics& diag);
+  /// query-blockstats for the disk with target dev `disk`; errc::invalid_arg for an unknown disk.
+  op<covirt::block_stats> block_stats(std::string_view name, std::string_view disk, diagnostics& diag);
+  /// Raw QMP passthrough: QEMU's whole reply as text.
+  op<std::string> qemu_monitor_command(std::string_view name, std::string_view command, diagnostics& diag);
+
   struct state;
 
 private:
@@ -81,6 +93,8 @@ private:
 
 static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_autostart<driver>);
+static_assert(can_save_restore<driver> && can_core_dump<driver> && can_block_stats<driver> &&
+              can_monitor_command<driver>);
 
 /// The factory open() uses for "qemu" URIs.
 op<std::unique_ptr<covirt::detail::erased_driver>> open_driver(asio::any_io_executor ex, const uri& u, unsigned flags,
