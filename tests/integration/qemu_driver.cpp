@@ -5,6 +5,7 @@
 #include <covirt/qemu/state.hpp>
 #include <covirt/timeout.hpp>
 
+#include "common/qemu_guests.hpp"
 #include "common/run.hpp"
 
 #include <catch2/catch.hpp>
@@ -37,114 +38,19 @@ using covirt::errc;
 using covirt::error_code;
 using covirt::event_type;
 using covirt::test_support::run_coro;
+using namespace covirt::test_support;
 namespace reason = covirt::reason;
 namespace detail_ = covirt::event_detail;
 
 constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
 
-std::string guest_xml(const std::string& name, const std::string& type = "qemu", const std::string& devices = "") {
-  return "<domain type='" + type + "'><name>" + name +
-         "</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='q35'>hvm</type></os>"
-         "<features><acpi/></features><devices>" +
-         devices + "<memballoon model='virtio'/></devices></domain>";
-}
-
-// QEMU processes whose command line names `needle` (our temp dir is in every socket path).
-std::vector<pid_t> qemu_pids_with(const std::string& needle) {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (auto& e : fs::directory_iterator("/proc", ec)) {
-    std::string n = e.path().filename().string();
-    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
-    pid_t pid = static_cast<pid_t>(std::atoi(n.c_str()));
-    for (auto& a : covirt::qemu::process_cmdline(pid))
-      if (a.find(needle) != std::string::npos) {
-        out.push_back(pid);
-        break;
-      }
-  }
-  return out;
-}
-
-// A fresh config/state dir per test; every guest started under it is killed at the end, whatever happened.
-struct guest_dir {
-  fs::path path;
-  guest_dir() {
-    std::string t = (fs::temp_directory_path() / "covirt-drv-XXXXXX").string();
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~guest_dir() {
-    for (pid_t pid : qemu_pids_with(path.string())) {
-      ::kill(pid, SIGKILL);
-      int st;
-      ::waitpid(pid, &st, 0);  // ECHILD at once when it is not ours
-    }
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string uri() const {
-    return "qemu:///session?config_dir=" + (path / "c").string() + "&state_dir=" + (path / "s").string();
-  }
-  covirt::qemu::paths dirs() const {
-    covirt::qemu::paths p;
-    p.config_dir = path / "c";
-    p.state_dir = path / "s";
-    p.log_dir = path / "s" / "log";
-    return p;
-  }
-  std::vector<covirt::qemu::runtime_record> records() const {
-    diagnostics d;
-    auto r = covirt::qemu::list_runtime(dirs(), d);
-    return r ? *r : std::vector<covirt::qemu::runtime_record>{};
-  }
-};
-
-bool alive(pid_t pid) {
-  if (pid <= 0) return false;
-  int st;
-  ::waitpid(pid, &st, WNOHANG);  // reap it if it is our zombie
-  return ::kill(pid, 0) == 0;
-}
-
-asio::awaitable<covirt::connection> open(asio::any_io_executor ex, const std::string& uri, unsigned flags = 0) {
-  diagnostics diag;
-  auto [ec, c] = co_await covirt::async_open(ex, uri, flags, diag, tuple);
-  INFO(diag.message());
-  REQUIRE(!ec);
-  co_return std::move(c);
-}
-
-// The next event of type `t` (others are skipped), within `limit`.
-asio::awaitable<std::optional<covirt::domain_event>> wait_event(covirt::event_stream& st, event_type t,
-                                                               std::chrono::milliseconds limit = 10s) {
-  auto ex = co_await asio::this_coro::executor;
-  covirt::op_timeout deadline{ex, limit};
-  for (;;) {
-    auto [ec, ev] = co_await st.async_next(asio::as_tuple(deadline.bind(asio::use_awaitable)));
-    if (ec) co_return std::nullopt;
-    if (ev.type == t) co_return ev;
-  }
-}
-
-template <class Cond>
-asio::awaitable<bool> eventually(Cond cond, std::chrono::milliseconds limit = 5s) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) co_return false;
-    t.expires_after(10ms);
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  co_return true;
-}
 
 }  // namespace
 
 TEST_CASE("qemu driver: define, start, suspend, resume, dumpxml, destroy, undefine", "[qemu_driver]") {
   guest_dir dir;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     CHECK(conn.type() == "QEMU");
     auto events = conn.subscribe("g1");
 
@@ -245,7 +151,7 @@ TEST_CASE("qemu driver: define, start, suspend, resume, dumpxml, destroy, undefi
 TEST_CASE("qemu driver: transient domains, start paused, ids count up", "[qemu_driver]") {
   guest_dir dir;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     auto t1 = co_await conn.async_create_xml(guest_xml("t1"), 0u);
     CHECK(t1.id == 1);
     CHECK_FALSE(co_await conn.async_is_persistent("t1"));
@@ -274,7 +180,7 @@ TEST_CASE("qemu driver: transient domains, start paused, ids count up", "[qemu_d
 TEST_CASE("qemu driver: a start that fails says why and leaves nothing behind", "[qemu_driver]") {
   guest_dir dir;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     std::string disk =
         "<disk type='file' device='disk'><source file='/nonexistent.qcow2'/><target dev='vda' bus='virtio'/></disk>";
     co_await conn.async_define_xml(guest_xml("bad", "qemu", disk));
@@ -309,7 +215,7 @@ TEST_CASE("qemu driver: a start that fails says why and leaves nothing behind", 
 TEST_CASE("qemu driver: QEMU killed with SIGKILL is a crash", "[qemu_driver]") {
   guest_dir dir;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     auto events = conn.subscribe();
     co_await conn.async_define_xml(guest_xml("c1"));
     co_await conn.async_create("c1");
@@ -337,7 +243,7 @@ TEST_CASE("qemu driver: guests outlive the connection and are re-attached", "[qe
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     pid_t pid = 0;
     {
-      auto conn = co_await open(ex, dir.uri());
+      auto conn = co_await open_connection(ex, dir.uri());
       co_await conn.async_define_xml(guest_xml("r1"));
       co_await conn.async_create("r1");
       co_await conn.async_create_xml(guest_xml("r2"), 0u);
@@ -345,7 +251,7 @@ TEST_CASE("qemu driver: guests outlive the connection and are re-attached", "[qe
       pid = dir.records().at(0).pid;
     }  // the connection is gone; the guests are not
     CHECK(alive(pid));
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     auto doms = co_await conn.async_list_domains(covirt::list_flags::active);
     REQUIRE(doms.size() == 2);
     CHECK(doms[0].name == "r1");
@@ -389,7 +295,7 @@ TEST_CASE("qemu driver: a stale runtime record is dropped at open", "[qemu_drive
   guest_dir dir;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     {
-      auto conn = co_await open(ex, dir.uri());
+      auto conn = co_await open_connection(ex, dir.uri());
       co_await conn.async_define_xml(guest_xml("s1"));
     }
     // A pid that existed and is gone.
@@ -413,7 +319,7 @@ TEST_CASE("qemu driver: a stale runtime record is dropped at open", "[qemu_drive
     rec.live_xml = guest_xml("s2");
     REQUIRE(covirt::qemu::save_runtime(dir.dirs(), rec, diag));
 
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     CHECK_FALSE(co_await conn.async_is_active("s1"));
     auto st = co_await conn.async_get_state("s1");
     CHECK(st.state == domain_state::shutoff);
@@ -427,7 +333,7 @@ TEST_CASE("qemu driver: concurrent destroy and suspend on one guest", "[qemu_dri
   guest_dir dir;
   run_coro(
       [&](asio::any_io_executor ex) -> asio::awaitable<void> {
-        auto conn = co_await open(ex, dir.uri());
+        auto conn = co_await open_connection(ex, dir.uri());
         co_await conn.async_define_xml(guest_xml("k"));
         for (int round = 0; round < 3; ++round) {
           co_await conn.async_create("k");
@@ -466,7 +372,7 @@ TEST_CASE("qemu driver: concurrent destroy and suspend on one guest", "[qemu_dri
 TEST_CASE("qemu driver: read-only connections, unsafe names, node facts", "[qemu_driver]") {
   guest_dir dir;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     diagnostics diag;
     auto [e1, r1] = co_await conn.async_define_xml(guest_xml(".hidden"), diag, tuple);
     CHECK(e1);
@@ -477,7 +383,7 @@ TEST_CASE("qemu driver: read-only connections, unsafe names, node facts", "[qemu
 
     co_await conn.async_define_xml(guest_xml("ro"));
     // (Opened before the guest starts: QEMU serves one QMP client, and `conn` is it.)
-    auto ro = co_await open(ex, dir.uri(), covirt::open_flags::read_only);
+    auto ro = co_await open_connection(ex, dir.uri(), covirt::open_flags::read_only);
     co_await conn.async_create("ro");
     auto [e3] = co_await ro.async_destroy("ro", diag, tuple);
     CHECK(e3 == errc::operation_denied);
@@ -509,7 +415,7 @@ TEST_CASE("qemu driver: balloon and autostart", "[qemu_driver]") {
   guest_dir dir;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     {
-      auto conn = co_await open(ex, dir.uri());
+      auto conn = co_await open_connection(ex, dir.uri());
       co_await conn.async_define_xml(guest_xml("a1"));
       co_await conn.async_set_autostart("a1", true);
       CHECK(co_await conn.async_get_autostart("a1"));
@@ -518,7 +424,7 @@ TEST_CASE("qemu driver: balloon and autostart", "[qemu_driver]") {
       CHECK(inactive.find("<currentMemory unit='KiB'>32768</currentMemory>") != std::string::npos);
     }
     // A new driver starts autostart domains that are not running.
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     CHECK(co_await conn.async_is_active("a1"));
     co_await conn.async_set_memory("a1", 49152u, covirt::modify::live);
     auto info = co_await conn.async_get_info("a1");

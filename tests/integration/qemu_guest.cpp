@@ -6,6 +6,7 @@
 #include <covirt/qemu/state.hpp>
 #include <covirt/timeout.hpp>
 
+#include "common/qemu_guests.hpp"
 #include "common/run.hpp"
 
 #include <catch2/catch.hpp>
@@ -29,6 +30,8 @@
 #include <unistd.h>
 
 namespace {
+
+using namespace covirt::test_support;
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
@@ -78,57 +81,6 @@ const tiny_guest& guest_image() {
   return *built;
 }
 
-// QEMU processes whose command line names `needle` (our temp dir is in every socket path).
-std::vector<pid_t> qemu_pids_with(const std::string& needle) {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (auto& e : fs::directory_iterator("/proc", ec)) {
-    std::string n = e.path().filename().string();
-    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
-    pid_t pid = static_cast<pid_t>(std::atoi(n.c_str()));
-    for (auto& a : covirt::qemu::process_cmdline(pid))
-      if (a.find(needle) != std::string::npos) {
-        out.push_back(pid);
-        break;
-      }
-  }
-  return out;
-}
-
-// A fresh config/state dir per test; every guest started under it is killed at the end, whatever happened.
-struct guest_dir {
-  fs::path path;
-  guest_dir() {
-    std::string t = (fs::temp_directory_path() / "covirt-guest-XXXXXX").string();
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~guest_dir() {
-    for (pid_t pid : qemu_pids_with(path.string())) {
-      ::kill(pid, SIGKILL);
-      int st;
-      ::waitpid(pid, &st, 0);  // ECHILD at once when it is not ours
-    }
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string uri() const {
-    return "qemu:///session?config_dir=" + (path / "c").string() + "&state_dir=" + (path / "s").string();
-  }
-  fs::path serial_log() const { return path / "serial.log"; }
-  covirt::qemu::paths dirs() const {
-    covirt::qemu::paths p;
-    p.config_dir = path / "c";
-    p.state_dir = path / "s";
-    p.log_dir = path / "s" / "log";
-    return p;
-  }
-  std::vector<covirt::qemu::runtime_record> records() const {
-    diagnostics d;
-    auto r = covirt::qemu::list_runtime(dirs(), d);
-    return r ? *r : std::vector<covirt::qemu::runtime_record>{};
-  }
-};
 
 std::string tiny_xml(const std::string& name, const guest_dir& dir, const std::string& on_poweroff = "") {
   const auto& g = guest_image();
@@ -157,25 +109,11 @@ std::size_t count_of(const std::string& hay, const std::string& needle) {
   return n;
 }
 
-bool alive(pid_t pid) {
-  if (pid <= 0) return false;
-  int st;
-  ::waitpid(pid, &st, WNOHANG);  // reap it if it is our zombie
-  return ::kill(pid, 0) == 0;
-}
 
 long long ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
 }
 
-asio::awaitable<covirt::connection> open(asio::any_io_executor ex, const std::string& uri) {
-  diagnostics diag;
-  unsigned flags = 0;
-  auto [ec, c] = co_await covirt::async_open(ex, uri, flags, diag, tuple);
-  INFO(diag.message());
-  REQUIRE(!ec);
-  co_return std::move(c);
-}
 
 // Polls the serial log every 50 ms until it holds at least `n` "up" lines; false after `limit`.
 asio::awaitable<bool> wait_up(const guest_dir& dir, std::size_t n, std::chrono::milliseconds limit = 30s) {
@@ -213,10 +151,10 @@ std::string describe(const std::vector<covirt::domain_event>& evs) {
 
 TEST_CASE("qemu guest: the guest powers off on shutdown", "[qemu_guest]") {
   guest_image();
-  guest_dir dir;
+  guest_dir dir{"covirt-guest"};
   run_coro(
       [&](asio::any_io_executor ex) -> asio::awaitable<void> {
-        auto conn = co_await open(ex, dir.uri());
+        auto conn = co_await open_connection(ex, dir.uri());
         std::string xml = tiny_xml("tg1", dir);
         co_await conn.async_define_xml(xml);
         auto t0 = std::chrono::steady_clock::now();
@@ -259,10 +197,10 @@ TEST_CASE("qemu guest: the guest powers off on shutdown", "[qemu_guest]") {
 
 TEST_CASE("qemu guest: reboot resets the guest, which comes back under the same id", "[qemu_guest]") {
   guest_image();
-  guest_dir dir;
+  guest_dir dir{"covirt-guest"};
   run_coro(
       [&](asio::any_io_executor ex) -> asio::awaitable<void> {
-        auto conn = co_await open(ex, dir.uri());
+        auto conn = co_await open_connection(ex, dir.uri());
         std::string xml = tiny_xml("tg2", dir);
         co_await conn.async_define_xml(xml);
         co_await conn.async_create("tg2");
@@ -310,10 +248,10 @@ TEST_CASE("qemu guest: reboot resets the guest, which comes back under the same 
 
 TEST_CASE("qemu guest: on_poweroff restart brings the guest back after a shutdown", "[qemu_guest]") {
   guest_image();
-  guest_dir dir;
+  guest_dir dir{"covirt-guest"};
   run_coro(
       [&](asio::any_io_executor ex) -> asio::awaitable<void> {
-        auto conn = co_await open(ex, dir.uri());
+        auto conn = co_await open_connection(ex, dir.uri());
         std::string policy = "restart";
         std::string xml = tiny_xml("tg3", dir, policy);
         co_await conn.async_define_xml(xml);

@@ -5,6 +5,7 @@
 #include <covirt/qemu/state.hpp>
 #include <covirt/timeout.hpp>
 
+#include "common/qemu_guests.hpp"
 #include "common/run.hpp"
 
 #include <catch2/catch.hpp>
@@ -38,107 +39,12 @@ using covirt::errc;
 using covirt::error_code;
 using covirt::event_type;
 using covirt::test_support::run_coro;
+using namespace covirt::test_support;
 namespace reason = covirt::reason;
 namespace detail_ = covirt::event_detail;
 
 constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
 
-std::string guest_xml(const std::string& name, const std::string& type = "qemu", const std::string& devices = "") {
-  return "<domain type='" + type + "'><name>" + name +
-         "</name><memory unit='MiB'>64</memory><os><type arch='x86_64' machine='q35'>hvm</type></os>"
-         "<features><acpi/></features><devices>" +
-         devices + "<memballoon model='virtio'/></devices></domain>";
-}
-
-// QEMU processes whose command line names `needle` (our temp dir is in every socket path).
-std::vector<pid_t> qemu_pids_with(const std::string& needle) {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (auto& e : fs::directory_iterator("/proc", ec)) {
-    std::string n = e.path().filename().string();
-    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
-    pid_t pid = static_cast<pid_t>(std::atoi(n.c_str()));
-    for (auto& a : covirt::qemu::process_cmdline(pid))
-      if (a.find(needle) != std::string::npos) {
-        out.push_back(pid);
-        break;
-      }
-  }
-  return out;
-}
-
-// A fresh config/state dir per test; every guest started under it is killed at the end, whatever happened.
-struct guest_dir {
-  fs::path path;
-  guest_dir() {
-    std::string t = (fs::temp_directory_path() / "covirt-save-XXXXXX").string();
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~guest_dir() {
-    for (pid_t pid : qemu_pids_with(path.string())) {
-      ::kill(pid, SIGKILL);
-      int st;
-      ::waitpid(pid, &st, 0);  // ECHILD at once when it is not ours
-    }
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string uri() const {
-    return "qemu:///session?config_dir=" + (path / "c").string() + "&state_dir=" + (path / "s").string();
-  }
-  covirt::qemu::paths dirs() const {
-    covirt::qemu::paths p;
-    p.config_dir = path / "c";
-    p.state_dir = path / "s";
-    p.log_dir = path / "s" / "log";
-    return p;
-  }
-  std::vector<covirt::qemu::runtime_record> records() const {
-    diagnostics d;
-    auto r = covirt::qemu::list_runtime(dirs(), d);
-    return r ? *r : std::vector<covirt::qemu::runtime_record>{};
-  }
-};
-
-bool alive(pid_t pid) {
-  if (pid <= 0) return false;
-  int st;
-  ::waitpid(pid, &st, WNOHANG);  // reap it if it is our zombie
-  return ::kill(pid, 0) == 0;
-}
-
-asio::awaitable<covirt::connection> open(asio::any_io_executor ex, const std::string& uri, unsigned flags = 0) {
-  diagnostics diag;
-  auto [ec, c] = co_await covirt::async_open(ex, uri, flags, diag, tuple);
-  INFO(diag.message());
-  REQUIRE(!ec);
-  co_return std::move(c);
-}
-
-// The next event of type `t` (others are skipped), within `limit`.
-asio::awaitable<std::optional<covirt::domain_event>> wait_event(covirt::event_stream& st, event_type t,
-                                                               std::chrono::milliseconds limit = 10s) {
-  auto ex = co_await asio::this_coro::executor;
-  covirt::op_timeout deadline{ex, limit};
-  for (;;) {
-    auto [ec, ev] = co_await st.async_next(asio::as_tuple(deadline.bind(asio::use_awaitable)));
-    if (ec) co_return std::nullopt;
-    if (ev.type == t) co_return ev;
-  }
-}
-
-template <class Cond>
-asio::awaitable<bool> eventually(Cond cond, std::chrono::milliseconds limit = 5s) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) co_return false;
-    t.expires_after(10ms);
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  co_return true;
-}
 
 
 std::string read_head(const fs::path& p, std::size_t n) {
@@ -152,9 +58,9 @@ std::string read_head(const fs::path& p, std::size_t n) {
 }  // namespace
 
 TEST_CASE("qemu save/restore: state to a file and back", "[qemu_save]") {
-  guest_dir dir;
+  guest_dir dir{"covirt-save"};
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     auto st = conn.subscribe("sv");
     co_await conn.async_define_xml(guest_xml("sv"));
     co_await conn.async_create("sv");
@@ -164,7 +70,7 @@ TEST_CASE("qemu save/restore: state to a file and back", "[qemu_save]") {
     pid_t pid = dir.records().at(0).pid;
 
     // A read-only connection may not save.
-    auto ro = co_await open(ex, dir.uri(), covirt::open_flags::read_only);
+    auto ro = co_await open_connection(ex, dir.uri(), covirt::open_flags::read_only);
     diagnostics diag;
     fs::path file = dir.path / "it's saved.img";
     auto [e0] = co_await ro.async_save("sv", file.string(), diag, tuple);
@@ -204,12 +110,12 @@ TEST_CASE("qemu save/restore: state to a file and back", "[qemu_save]") {
 }
 
 TEST_CASE("qemu core dump, block stats, monitor command", "[qemu_save]") {
-  guest_dir dir;
+  guest_dir dir{"covirt-save"};
   fs::path disk = dir.path / "d.qcow2";
   std::string cmd = "qemu-img create -f qcow2 '" + disk.string() + "' 16M >/dev/null";
   REQUIRE(std::system(cmd.c_str()) == 0);
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, dir.uri());
+    auto conn = co_await open_connection(ex, dir.uri());
     std::string devs = "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='" +
                        disk.string() + "'/><target dev='vda' bus='virtio'/></disk>";
     co_await conn.async_define_xml(guest_xml("cd", "qemu", devs));
@@ -235,7 +141,7 @@ TEST_CASE("qemu core dump, block stats, monitor command", "[qemu_save]") {
     std::string q = R"({"execute":"query-status"})";
     auto reply = co_await conn.async_qemu_monitor_command("cd", q);
     CHECK(reply.find("\"return\"") != std::string::npos);
-    auto ro = co_await open(ex, dir.uri(), covirt::open_flags::read_only);
+    auto ro = co_await open_connection(ex, dir.uri(), covirt::open_flags::read_only);
     auto [e2, r2] = co_await ro.async_qemu_monitor_command("cd", q, diag, tuple);
     CHECK(e2 == errc::operation_denied);
 
@@ -245,7 +151,7 @@ TEST_CASE("qemu core dump, block stats, monitor command", "[qemu_save]") {
 
 TEST_CASE("test driver: no save/restore support", "[qemu_save]") {
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto conn = co_await open(ex, "test:///default");
+    auto conn = co_await open_connection(ex, "test:///default");
     diagnostics diag;
     auto [e1] = co_await conn.async_save("test", "/tmp/never", diag, tuple);
     CHECK(e1 == errc::no_support);
