@@ -290,6 +290,9 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   }
 
   // After a failed command: a guest that went away is "not running", anything else is QEMU's error.
+  // A running domain's job that is one QMP command with no arguments (system_powerdown, system_reset).
+  op<void> simple_command(std::string_view name, std::string cmd, diagnostics& diag);
+
   failure command_failed(const dom_ptr& d, const std::shared_ptr<runtime>& rt, error_code ec, diagnostics& diag) {
     if (d->rt != rt || rt->finished || !rt->mon.is_open())
       return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1069,33 +1072,27 @@ op<void> driver::destroy(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<void> driver::shutdown(std::string_view name, diagnostics& diag) {
-  auto s = s_;
+op<void> driver::state::simple_command(std::string_view name, std::string cmd, diagnostics& diag) {
+  auto s = shared_from_this();  // the job may outlive the driver object
   state::job_guard g;
   auto r = co_await s->begin_job(name, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
   auto rt = d->rt;
-  std::string cmd = "system_powerdown";
   auto res = co_await s->call(rt, cmd, {}, diag);
   if (!res) co_return s->command_failed(d, rt, res.error(), diag);
   co_return result<void>{};
 }
 
+// Asks the guest (ACPI power button); returns once asked, like libvirt.
+op<void> driver::shutdown(std::string_view name, diagnostics& diag) {
+  return s_->simple_command(name, "system_powerdown", diag);
+}
+
+// Without a guest agent or ACPI cooperation, a reset is the reboot that always works.
 op<void> driver::reboot(std::string_view name, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  auto rt = d->rt;
-  // Without a guest agent or ACPI cooperation, a reset is the reboot that always works.
-  std::string cmd = "system_reset";
-  auto res = co_await s->call(rt, cmd, {}, diag);
-  if (!res) co_return s->command_failed(d, rt, res.error(), diag);
-  co_return result<void>{};
+  return s_->simple_command(name, "system_reset", diag);
 }
 
 op<void> driver::suspend(std::string_view name, diagnostics& diag) {
