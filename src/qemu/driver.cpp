@@ -497,6 +497,11 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
 
   // ------------------------------------------------------------------ start
 
+  // create_xml and restore: `def` runs once, as a new transient domain or in place of a
+  // persistent one that is not running; on failure everything is as it was.
+  op<domain_ref> start_live(domain_config def, bool paused, std::optional<std::string> incoming, const char* what,
+                            diagnostics& diag);
+
   // Starts `d` from d->def; the caller holds the job. On failure nothing is left running.
   // `incoming`: a migrate-incoming URI to load the guest's state from (restore) before it runs.
   asio::awaitable<result<void>> start(dom_ptr d, bool paused, diagnostics& diag,
@@ -1018,35 +1023,30 @@ op<void> driver::create(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnostics& diag) {
-  auto s = s_;
-  auto def = parse_domain_xml(xml, diag);
-  if (!def) co_return def.error();
-  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
-  apply_defaults(*def);
-  if (def->type != "qemu" && def->type != "kvm")
-    co_return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
-  auto at = s->admit(*def, true, diag);
+op<domain_ref> driver::state::start_live(domain_config def, bool paused, std::optional<std::string> incoming,
+                                         const char* what, diagnostics& diag) {
+  auto s = shared_from_this();
+  auto at = s->admit(def, true, diag);
   if (!at) co_return at.error();
   dom_ptr d = *at;
   state::job_guard g;
   bool fresh = !d;
   if (fresh) {
     d = std::make_shared<dom>();
-    d->def = std::move(*def);
+    d->def = std::move(def);
     d->persistent = false;
     d->job.held = true;  // uncontended: nobody knows it yet
     g.d = d;
     s->doms.emplace(d->def.name, d);
   } else {
-    if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, "create was cancelled");
+    if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, std::string(what) + " was cancelled");
     g.d = d;
     if (d->active()) co_return fail(diag, errc::operation_invalid, "domain " + q(d->def.name) + " is already active");
     d->next = std::move(d->def);
-    d->def = std::move(*def);
+    d->def = std::move(def);
   }
   d->starting = true;
-  auto r = co_await s->start(d, (flags & start_paused_flag) != 0, diag);
+  auto r = co_await s->start(d, paused, diag, std::move(incoming));
   d->starting = false;
   if (!r) {
     if (fresh) s->erase(d);
@@ -1057,6 +1057,17 @@ op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnost
     co_return failure(r.error());
   }
   co_return d->ref();
+}
+
+op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnostics& diag) {
+  auto s = s_;
+  auto def = parse_domain_xml(xml, diag);
+  if (!def) co_return def.error();
+  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
+  apply_defaults(*def);
+  if (def->type != "qemu" && def->type != "kvm")
+    co_return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
+  co_return co_await s->start_live(std::move(*def), (flags & start_paused_flag) != 0, std::nullopt, "create", diag);
 }
 
 op<void> driver::destroy(std::string_view name, diagnostics& diag) {
@@ -1401,38 +1412,8 @@ op<domain_ref> driver::restore(std::string_view path_in, diagnostics& diag) {
   if (!def) co_return def.error();
   if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
   apply_defaults(*def);
-  auto at = s->admit(*def, true, diag);
-  if (!at) co_return at.error();
-  dom_ptr d = *at;
-  state::job_guard g;
-  bool fresh = !d;
-  if (fresh) {
-    d = std::make_shared<dom>();
-    d->def = std::move(*def);
-    d->persistent = false;
-    d->job.held = true;  // uncontended: nobody knows it yet
-    g.d = d;
-    s->doms.emplace(d->def.name, d);
-  } else {
-    if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, "restore was cancelled");
-    g.d = d;
-    if (d->active()) co_return fail(diag, errc::operation_invalid, "domain " + q(d->def.name) + " is already active");
-    d->next = std::move(d->def);
-    d->def = std::move(*def);
-  }
-  d->starting = true;
   std::string uri = "exec:tail -c +" + std::to_string(h->offset + 1) + " " + shell_quote(path);
-  auto r = co_await s->start(d, false, diag, uri);
-  d->starting = false;
-  if (!r) {
-    if (fresh) s->erase(d);
-    else {
-      d->def = std::move(*d->next);
-      d->next.reset();
-    }
-    co_return failure(r.error());
-  }
-  co_return d->ref();
+  co_return co_await s->start_live(std::move(*def), false, std::move(uri), "restore", diag);
 }
 
 op<void> driver::core_dump(std::string_view name, std::string_view path, unsigned, diagnostics& diag) {
