@@ -692,19 +692,26 @@ awaitable<bool> cmd_start(shell& sh, const args& a) {
   co_return true;
 }
 
-/// The commands that act on one domain and say so in one line: destroy, shutdown, ...
-template <class Op>
-awaitable<bool> simple_domain_op(shell& sh, const args& a, Op op, const char* done, const char* failed) {
-  auto d = co_await sh.domain(a);
-  if (!d) co_return false;
-  const std::string& n = a.at("domain");
+/// The commands that act on one domain or network and say so in one line: destroy, net-start, ...
+/// `find` looks the object up from the option `opt`; `done` and `failed` get the name as given.
+template <class Find, class Op>
+awaitable<bool> simple_op(shell& sh, const args& a, const char* opt, Find find, Op op, const char* done,
+                          const char* failed) {
+  auto obj = co_await find(sh, a);
+  if (!obj) co_return false;
+  const std::string& given = a.at(opt);
   try {
-    co_await op(sh.conn, d->name);
-    sh.extra(format(done, n.c_str()));
+    co_await op(sh.conn, obj->name);
+    sh.extra(format(done, given.c_str()));
   } catch (const covirt::error& e) {
-    co_return sh.fail(format(failed, n.c_str()), e);
+    co_return sh.fail(format(failed, given.c_str()), e);
   }
   co_return true;
+}
+
+template <class Op>
+awaitable<bool> simple_domain_op(shell& sh, const args& a, Op op, const char* done, const char* failed) {
+  return simple_op(sh, a, "domain", [](shell& sh, const args& a) { return sh.domain(a); }, op, done, failed);
 }
 
 // The one-domain and one-network operations, by name.
@@ -1128,16 +1135,7 @@ awaitable<bool> cmd_net_define(shell& sh, const args& a) {
 
 template <class Op>
 awaitable<bool> simple_network_op(shell& sh, const args& a, Op op, const char* done, const char* failed) {
-  auto n = co_await sh.network(a);
-  if (!n) co_return false;
-  const std::string& name = a.at("network");
-  try {
-    co_await op(sh.conn, n->name);
-    sh.extra(format(done, name.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format(failed, name.c_str()), e);
-  }
-  co_return true;
+  return simple_op(sh, a, "network", [](shell& sh, const args& a) { return sh.network(a); }, op, done, failed);
 }
 
 awaitable<bool> cmd_net_undefine(shell& sh, const args& a) {
