@@ -2,6 +2,8 @@
 #include <covirt/qemu/driver.hpp>
 #include <covirt/test/driver.hpp>
 
+#include <boost/asio/this_coro.hpp>
+
 #include <map>
 #include <mutex>
 
@@ -66,6 +68,41 @@ op<connection> open_erased(asio::any_io_executor ex, std::string text, unsigned 
   auto d = co_await f(ex, *u, flags, diag);
   if (!d) co_return d.error();
   co_return connection(std::move(*d), std::move(*u), flags);
+}
+
+// libvirt's virDomainMigrateVersion3Full, in one process: begin, prepare, perform, finish, confirm.
+// After perform has started, every later phase runs even if the caller was cancelled: the
+// destination must let go of its half and the source must resume or stop its guest.
+op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_only, std::string_view name,
+                       const migrate_options& opt, diagnostics& diag) {
+  if (!dst) co_return fail(diag, errc::invalid_conn, "the destination connection is not open");
+  if (dst == &src) co_return fail(diag, errc::operation_invalid, "the destination is the source connection itself");
+  if (dst_read_only) co_return fail(diag, errc::operation_denied, "read only access prevents virDomainMigratePrepare3");
+  if (opt.flags & (migrate_flags::peer2peer | migrate_flags::tunnelled | migrate_flags::offline))
+    co_return fail(diag, errc::argument_unsupported,
+                   "migration flags peer2peer, tunnelled and offline are not supported (both drivers run in this process)");
+  const bool throw_before = co_await asio::this_coro::throw_if_cancelled();
+  co_await asio::this_coro::throw_if_cancelled(false);
+  auto done = [&](auto r) -> asio::awaitable<decltype(r)> {
+    co_await asio::this_coro::throw_if_cancelled(throw_before);
+    co_return r;
+  };
+  auto xml = co_await src.migrate_begin(name, opt.flags, diag);
+  if (!xml) co_return co_await done(result<domain_ref>(failure(xml.error())));
+  auto uri = co_await dst->migrate_prepare(*xml, opt.uri, opt.flags, diag);
+  if (!uri) co_return co_await done(result<domain_ref>(failure(uri.error())));
+  auto performed = co_await src.migrate_perform(name, *uri, opt.flags, diag);
+  diagnostics fdiag;
+  auto finished = co_await dst->migrate_finish(name, opt.flags, performed.has_value(), fdiag);
+  diagnostics cdiag;
+  auto confirmed = co_await src.migrate_confirm(name, opt.flags, performed && finished, cdiag);
+  if (!performed) co_return co_await done(result<domain_ref>(failure(performed.error())));
+  if (!finished) {
+    diag = fdiag;
+    co_return co_await done(result<domain_ref>(failure(finished.error())));
+  }
+  (void)confirmed;  // the guest runs at the destination; a source that failed to clean up is not the caller's loss
+  co_return co_await done(std::move(finished));
 }
 
 }  // namespace detail

@@ -166,6 +166,40 @@ public:
             (std::string name, std::string command), (name = std::move(name), command = std::move(command)),
             qemu_monitor_command(name, command, d))
 
+  // Domains: devices
+  /// Adds one device (<disk>, <interface>) given as XML; flags: device_modify (live: to the
+  /// running guest, config: to the definition; current: live if running, else config).
+  COVIRT_OP(void, attach_device, "virDomainAttachDeviceFlags", true, (std::string name, std::string xml, unsigned flags),
+            (name = std::move(name), xml = std::move(xml), flags), attach_device(name, xml, flags, d))
+  /// Removes the device the XML matches. On a running guest the removal needs the guest's
+  /// cooperation (PCI unplug): like libvirt, this waits a few seconds for it, then returns and
+  /// lets the removal finish when the guest allows it.
+  COVIRT_OP(void, detach_device, "virDomainDetachDeviceFlags", true, (std::string name, std::string xml, unsigned flags),
+            (name = std::move(name), xml = std::move(xml), flags), detach_device(name, xml, flags, d))
+
+  // Domains: long jobs
+  /// The job running on the domain now (save, restore, dump, migration) and its progress.
+  COVIRT_OP(job_info, get_job_info, "virDomainGetJobInfo", false, (std::string name), (name = std::move(name)),
+            get_job_info(name, d))
+  /// Stops the domain's running job; the job's own call then fails with errc::operation_aborted.
+  COVIRT_OP(void, abort_job, "virDomainAbortJob", true, (std::string name), (name = std::move(name)),
+            abort_job(name, d))
+  /// Live migration to the hypervisor behind `dest` (virDomainMigrate3): the guest keeps
+  /// running while its state moves, then runs on `dest`; the result is its ref there.
+  /// Cancelling the call (or async_abort_job on this connection) cancels the migration and
+  /// the guest keeps running here. Both connections must stay open until it completes.
+  template <class Token = asio::use_awaitable_t<>>
+    requires(!detail::is_diag<Token>)
+  auto async_migrate(std::string name, connection& dest, migrate_options opt = {}, Token&& token = {}) {
+    return run<domain_ref>("virDomainMigrate3", migrate_call(std::move(name), dest, std::move(opt)), nullptr,
+                           std::forward<Token>(token));
+  }
+  template <class Token = asio::use_awaitable_t<>>
+  auto async_migrate(std::string name, connection& dest, migrate_options opt, diagnostics& diag, Token&& token = {}) {
+    return run<domain_ref>("virDomainMigrate3", migrate_call(std::move(name), dest, std::move(opt)), &diag,
+                           std::forward<Token>(token));
+  }
+
   // Networks
   COVIRT_OP(std::vector<network_ref>, list_networks, "virConnectListAllNetworks", false, (unsigned flags), (flags),
             list_networks(flags, d))
@@ -189,6 +223,12 @@ public:
             (name = std::move(name)), get_network_bridge_name(name, d))
 
 private:
+  auto migrate_call(std::string name, connection& dest, migrate_options opt) {
+    return [this, name = std::move(name), dst = &dest, opt = std::move(opt)](diagnostics& d) {
+      return detail::migrate(*impl_, dst->impl_.get(), dst->is_read_only(), name, opt, d);
+    };
+  }
+
   // The common path of every operation. `denied_api` is non-null for a mutating call.
   template <class T, class F, class Token>
   auto run(const char* denied_api, F&& f, diagnostics* diag, Token&& token) {

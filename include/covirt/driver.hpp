@@ -115,4 +115,33 @@ concept can_monitor_command = driver<D> && requires(D& d, std::string_view s, di
   { d.qemu_monitor_command(s, s, diag) } -> std::same_as<op<std::string>>;  // (name, command text)
 };
 
+/// virDomainAttachDeviceFlags / virDomainDetachDeviceFlags: one device's XML (<disk>, <interface>).
+template <class D>
+concept can_hotplug = driver<D> && requires(D& d, std::string_view s, unsigned flags, diagnostics& diag) {
+  { d.attach_device(s, s, flags, diag) } -> std::same_as<op<void>>;  // (name, device XML, device_modify)
+  { d.detach_device(s, s, flags, diag) } -> std::same_as<op<void>>;
+};
+
+/// virDomainGetJobInfo / virDomainAbortJob: progress of a long job, and stopping it.
+/// Neither waits for the domain's job: they are asked while it runs.
+template <class D>
+concept can_jobs = driver<D> && requires(D& d, std::string_view s, diagnostics& diag) {
+  { d.get_job_info(s, diag) } -> std::same_as<op<job_info>>;
+  { d.abort_job(s, diag) } -> std::same_as<op<void>>;
+};
+
+/// Live migration, libvirt's five phases (virDomainMigrate3 with the v3 protocol). A caller
+/// (covirt::connection::async_migrate) runs them across two drivers: begin on the source
+/// gives the domain XML; prepare on the destination starts QEMU waiting for the state and
+/// returns the URI to send it to; perform on the source sends it; finish on the destination
+/// runs the guest (ok) or kills it; confirm on the source stops its copy (ok) or resumes it.
+template <class D>
+concept can_migrate = driver<D> && requires(D& d, std::string_view s, unsigned flags, bool ok, diagnostics& diag) {
+  { d.migrate_begin(s, flags, diag) } -> std::same_as<op<std::string>>;          // (name) -> XML
+  { d.migrate_prepare(s, s, flags, diag) } -> std::same_as<op<std::string>>;     // (XML, URI wish) -> URI
+  { d.migrate_perform(s, s, flags, diag) } -> std::same_as<op<void>>;            // (name, URI)
+  { d.migrate_finish(s, flags, ok, diag) } -> std::same_as<op<domain_ref>>;      // (name, performed?)
+  { d.migrate_confirm(s, flags, ok, diag) } -> std::same_as<op<void>>;           // (name, finished?)
+};
+
 }  // namespace covirt

@@ -101,6 +101,43 @@ inline constexpr unsigned vcpu_maximum = 1u << 2;  ///< VIR_DOMAIN_VCPU_MAXIMUM
 inline constexpr unsigned mem_maximum = 1u << 2;   ///< VIR_DOMAIN_MEM_MAXIMUM
 }  // namespace modify
 
+/// virDomainDeviceModifyFlags (attach_device, detach_device): modify::live / modify::config /
+/// modify::current, plus force (VIR_DOMAIN_DEVICE_MODIFY_FORCE, for a CD-ROM change).
+namespace device_modify {
+inline constexpr unsigned current = 0, live = 1u << 0, config = 1u << 1, force = 1u << 2;
+}
+
+/// virDomainJobType.
+enum class job_type : int { none = 0, bounded = 1, unbounded = 2, completed = 3, failed = 4, cancelled = 5 };
+
+/// The long job running on a domain (virDomainGetJobInfo): save, restore, dump or migration.
+/// data_* count the bytes the job moves: for save and outgoing migration the guest's RAM
+/// QEMU has sent (and what it still has to send, which grows while a live guest dirties
+/// pages); for restore the bytes of the saved file fed to QEMU. Zero where not known.
+struct job_info {
+  job_type type = job_type::none;
+  std::string operation;  ///< "save", "restore", "dump", "migration out", "migration in"; empty for none
+  std::uint64_t time_elapsed_ms = 0;
+  std::uint64_t data_total = 0, data_processed = 0, data_remaining = 0;
+  std::uint64_t mem_total = 0, mem_processed = 0, mem_remaining = 0;
+};
+
+/// virDomainMigrateFlags, same bits.
+namespace migrate_flags {
+inline constexpr unsigned live = 1u << 0, peer2peer = 1u << 1, tunnelled = 1u << 2, persist_dest = 1u << 3,
+                          undefine_source = 1u << 4, paused = 1u << 5, non_shared_disk = 1u << 6,
+                          non_shared_inc = 1u << 7, change_protection = 1u << 8, unsafe = 1u << 9, offline = 1u << 10,
+                          compressed = 1u << 11, abort_on_error = 1u << 12, auto_converge = 1u << 13;
+}
+
+/// What async_migrate takes besides the domain and the destination.
+struct migrate_options {
+  unsigned flags = migrate_flags::live;  ///< migrate_flags
+  /// Where the destination listens ("tcp://HOST[:PORT]" or "tcp:HOST:PORT", virsh's --migrateuri);
+  /// empty: the destination picks (127.0.0.1 and a free port, for two drivers on one host).
+  std::string uri;
+};
+
 /// virConnectListAllNetworksFlags.
 namespace network_list_flags {
 inline constexpr unsigned inactive = 1u << 0, active = 1u << 1, persistent = 1u << 2, transient = 1u << 3,

@@ -1503,3 +1503,20 @@ op<std::unique_ptr<covirt::detail::erased_driver>> open_driver(asio::any_io_exec
 }
 
 }  // namespace covirt::qemu
+
+// ------------------------------------------------------------------ (work in progress)
+namespace covirt::qemu {
+op<void> driver::attach_device(std::string_view, std::string_view, unsigned, diagnostics& diag) {
+  co_return fail(diag, errc::no_support, "attach_device: not yet");
+}
+op<void> driver::detach_device(std::string_view, std::string_view, unsigned, diagnostics& diag) {
+  co_return fail(diag, errc::no_support, "detach_device: not yet");
+}
+op<job_info> driver::get_job_info(std::string_view, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+op<void> driver::abort_job(std::string_view, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+op<std::string> driver::migrate_begin(std::string_view, unsigned, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+op<std::string> driver::migrate_prepare(std::string_view, std::string_view, unsigned, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+op<void> driver::migrate_perform(std::string_view, std::string_view, unsigned, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+op<domain_ref> driver::migrate_finish(std::string_view, unsigned, bool, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+op<void> driver::migrate_confirm(std::string_view, unsigned, bool, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+}  // namespace covirt::qemu

@@ -60,7 +60,20 @@ public:
   virtual op<void> core_dump(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
   virtual op<block_stats> get_block_stats(std::string_view, std::string_view, diagnostics&) = 0;
   virtual op<std::string> qemu_monitor_command(std::string_view, std::string_view, diagnostics&) = 0;
+  virtual op<void> attach_device(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
+  virtual op<void> detach_device(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
+  virtual op<job_info> get_job_info(std::string_view, diagnostics&) = 0;
+  virtual op<void> abort_job(std::string_view, diagnostics&) = 0;
+  virtual op<std::string> migrate_begin(std::string_view, unsigned, diagnostics&) = 0;
+  virtual op<std::string> migrate_prepare(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
+  virtual op<void> migrate_perform(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
+  virtual op<domain_ref> migrate_finish(std::string_view, unsigned, bool, diagnostics&) = 0;
+  virtual op<void> migrate_confirm(std::string_view, unsigned, bool, diagnostics&) = 0;
 };
+
+/// Runs a migration's five phases between two drivers (connection::async_migrate).
+op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_only, std::string_view name,
+                       const migrate_options& opt, diagnostics& diag);
 
 /// An operation the driver lacks: libvirt's VIR_ERR_NO_SUPPORT.
 template <class T>
@@ -180,6 +193,42 @@ public:
   op<std::string> qemu_monitor_command(std::string_view n, std::string_view cmd, diagnostics& g) override {
     if constexpr (can_monitor_command<D>) return d_.qemu_monitor_command(n, cmd, g);
     else return unsupported<std::string>(g, d_.type_name(), "virDomainQemuMonitorCommand");
+  }
+  op<void> attach_device(std::string_view n, std::string_view x, unsigned f, diagnostics& g) override {
+    if constexpr (can_hotplug<D>) return d_.attach_device(n, x, f, g);
+    else return unsupported<void>(g, d_.type_name(), "virDomainAttachDeviceFlags");
+  }
+  op<void> detach_device(std::string_view n, std::string_view x, unsigned f, diagnostics& g) override {
+    if constexpr (can_hotplug<D>) return d_.detach_device(n, x, f, g);
+    else return unsupported<void>(g, d_.type_name(), "virDomainDetachDeviceFlags");
+  }
+  op<job_info> get_job_info(std::string_view n, diagnostics& g) override {
+    if constexpr (can_jobs<D>) return d_.get_job_info(n, g);
+    else return unsupported<job_info>(g, d_.type_name(), "virDomainGetJobInfo");
+  }
+  op<void> abort_job(std::string_view n, diagnostics& g) override {
+    if constexpr (can_jobs<D>) return d_.abort_job(n, g);
+    else return unsupported<void>(g, d_.type_name(), "virDomainAbortJob");
+  }
+  op<std::string> migrate_begin(std::string_view n, unsigned f, diagnostics& g) override {
+    if constexpr (can_migrate<D>) return d_.migrate_begin(n, f, g);
+    else return unsupported<std::string>(g, d_.type_name(), "virDomainMigrateBegin3");
+  }
+  op<std::string> migrate_prepare(std::string_view x, std::string_view u, unsigned f, diagnostics& g) override {
+    if constexpr (can_migrate<D>) return d_.migrate_prepare(x, u, f, g);
+    else return unsupported<std::string>(g, d_.type_name(), "virDomainMigratePrepare3");
+  }
+  op<void> migrate_perform(std::string_view n, std::string_view u, unsigned f, diagnostics& g) override {
+    if constexpr (can_migrate<D>) return d_.migrate_perform(n, u, f, g);
+    else return unsupported<void>(g, d_.type_name(), "virDomainMigratePerform3");
+  }
+  op<domain_ref> migrate_finish(std::string_view n, unsigned f, bool ok, diagnostics& g) override {
+    if constexpr (can_migrate<D>) return d_.migrate_finish(n, f, ok, g);
+    else return unsupported<domain_ref>(g, d_.type_name(), "virDomainMigrateFinish3");
+  }
+  op<void> migrate_confirm(std::string_view n, unsigned f, bool ok, diagnostics& g) override {
+    if constexpr (can_migrate<D>) return d_.migrate_confirm(n, f, ok, g);
+    else return unsupported<void>(g, d_.type_name(), "virDomainMigrateConfirm3");
   }
 
 private:

@@ -85,6 +85,26 @@ public:
   /// Raw QMP passthrough: QEMU's whole reply as text.
   op<std::string> qemu_monitor_command(std::string_view name, std::string_view command, diagnostics& diag);
 
+  /// Hotplug of <disk> (virtio, on a free PCI slot; on q35 a free <controller model='pcie-root-port'>)
+  /// and <interface> (user, bridge, ethernet) with QMP blockdev-add/netdev-add + device_add.
+  /// flags: device_modify::live, ::config, ::current. Detach sends device_del and waits up to
+  /// 5 s for QEMU's DEVICE_DELETED (the guest must release the device); later removals are
+  /// applied when the event comes.
+  op<void> attach_device(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
+  op<void> detach_device(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
+
+  /// The running save/restore/dump/migration and its progress (query-migrate); no job: type none.
+  op<job_info> get_job_info(std::string_view name, diagnostics& diag);
+  /// migrate_cancel for save and migration, the feed stops for restore; errc::operation_invalid without a job.
+  op<void> abort_job(std::string_view name, diagnostics& diag);
+
+  /// Migration phases (see covirt::can_migrate); the stream goes over TCP, QEMU to QEMU.
+  op<std::string> migrate_begin(std::string_view name, unsigned flags, diagnostics& diag);
+  op<std::string> migrate_prepare(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag);
+  op<void> migrate_perform(std::string_view name, std::string_view uri, unsigned flags, diagnostics& diag);
+  op<domain_ref> migrate_finish(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
+  op<void> migrate_confirm(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
+
   struct state;
 
 private:
@@ -95,6 +115,7 @@ static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_autostart<driver>);
 static_assert(can_save_restore<driver> && can_core_dump<driver> && can_block_stats<driver> &&
               can_monitor_command<driver>);
+static_assert(can_hotplug<driver> && can_jobs<driver> && can_migrate<driver>);
 
 /// The factory open() uses for "qemu" URIs.
 op<std::unique_ptr<covirt::detail::erased_driver>> open_driver(asio::any_io_executor ex, const uri& u, unsigned flags,
