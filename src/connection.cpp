@@ -91,7 +91,7 @@ op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_onl
   if (!xml) co_return co_await done(result<domain_ref>(failure(xml.error())));
   auto uri = co_await dst->migrate_prepare(*xml, opt.uri, opt.flags, diag);
   if (!uri) co_return co_await done(result<domain_ref>(failure(uri.error())));
-  auto performed = co_await src.migrate_perform(name, *uri, opt.flags, diag);
+  auto performed = co_await src.migrate_perform(name, *uri, opt, diag);
   diagnostics fdiag;
   auto finished = co_await dst->migrate_finish(name, opt.flags, performed.has_value(), fdiag);
   diagnostics cdiag;

@@ -136,10 +136,11 @@ concept can_jobs = driver<D> && requires(D& d, std::string_view s, diagnostics& 
 /// returns the URI to send it to; perform on the source sends it; finish on the destination
 /// runs the guest (ok) or kills it; confirm on the source stops its copy (ok) or resumes it.
 template <class D>
-concept can_migrate = driver<D> && requires(D& d, std::string_view s, unsigned flags, bool ok, diagnostics& diag) {
+concept can_migrate = driver<D> && requires(D& d, std::string_view s, unsigned flags, bool ok,
+                                            const migrate_options& opt, diagnostics& diag) {
   { d.migrate_begin(s, flags, diag) } -> std::same_as<op<std::string>>;          // (name) -> XML
   { d.migrate_prepare(s, s, flags, diag) } -> std::same_as<op<std::string>>;     // (XML, URI wish) -> URI
-  { d.migrate_perform(s, s, flags, diag) } -> std::same_as<op<void>>;            // (name, URI)
+  { d.migrate_perform(s, s, opt, diag) } -> std::same_as<op<void>>;              // (name, URI, options)
   { d.migrate_finish(s, flags, ok, diag) } -> std::same_as<op<domain_ref>>;      // (name, performed?)
   { d.migrate_confirm(s, flags, ok, diag) } -> std::same_as<op<void>>;           // (name, finished?)
 };

@@ -136,6 +136,8 @@ struct migrate_options {
   /// Where the destination listens ("tcp://HOST[:PORT]" or "tcp:HOST:PORT", virsh's --migrateuri);
   /// empty: the destination picks (127.0.0.1 and a free port, for two drivers on one host).
   std::string uri;
+  /// Cap on the migration stream in MiB/s (virsh migrate --bandwidth); 0: unlimited.
+  std::uint64_t bandwidth_mib = 0;
 };
 
 /// virConnectListAllNetworksFlags.

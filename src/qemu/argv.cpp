@@ -19,6 +19,22 @@
 
 namespace covirt::qemu {
 
+std::optional<unsigned> disk_target_index(std::string_view dev) {
+  static constexpr std::string_view prefixes[] = {"xvd", "ubd", "fd", "hd", "vd", "sd"};
+  for (auto p : prefixes)
+    if (dev.substr(0, p.size()) == p) {
+      dev.remove_prefix(p.size());
+      break;
+    }
+  if (dev.empty() || dev.size() > 6) return std::nullopt;
+  unsigned idx = 0;
+  for (char c : dev) {
+    if (c < 'a' || c > 'z') return std::nullopt;
+    idx = idx * 26 + static_cast<unsigned>(c - 'a' + 1);
+  }
+  return idx - 1;
+}
+
 std::string escape_opt_value(std::string_view value) {
   std::string out;
   out.reserve(value.size());
@@ -618,19 +634,9 @@ struct builder {
 
   // ------------------------------------------------------------------ disks
   static unsigned disk_index(std::string_view dev) {
-    static constexpr std::string_view prefixes[] = {"xvd", "ubd", "fd", "hd", "vd", "sd"};
-    for (auto p : prefixes)
-      if (dev.substr(0, p.size()) == p) {
-        dev.remove_prefix(p.size());
-        break;
-      }
-    if (dev.empty()) refuse("disk target '' has no index letters");
-    unsigned idx = 0;
-    for (char c : dev) {
-      if (c < 'a' || c > 'z') refuse("disk target name with '" + std::string(1, c) + "'");
-      idx = idx * 26 + static_cast<unsigned>(c - 'a' + 1);
-    }
-    return idx - 1;
+    auto idx = disk_target_index(dev);
+    if (!idx) refuse("disk target '" + std::string(dev) + "' (a prefix such as vd, sd, hd and letters a-z)");
+    return *idx;
   }
 
   void disks() {

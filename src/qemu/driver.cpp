@@ -13,9 +13,14 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <pugixml.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -28,6 +33,8 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
+#include <variant>
 #include <set>
 #include <sstream>
 
@@ -96,6 +103,19 @@ struct runtime {
   bool expect_stop = false;           // a suspend job has sent `stop`
   bool finished = false;              // the stop has been recorded
   asio::cancellation_signal cancel_exit;
+  // device_del sent, DEVICE_DELETED not yet seen: device id -> the detach call waiting for it
+  std::map<std::string, std::shared_ptr<asio::steady_timer>> unplugs;
+};
+
+// The long job running on a domain (save, restore, dump, migration), for get_job_info/abort_job.
+struct long_job {
+  std::string operation;  // job_info::operation
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::shared_ptr<runtime> rt;  // whose query-migrate tells the progress
+  bool outgoing = false;        // save, migration out: query-migrate's ram figures
+  std::uint64_t fed = 0, feed_total = 0;  // restore: bytes of the file given to QEMU
+  bool abort_requested = false;
+  asio::cancellation_signal abort;  // restore: stops the feed
 };
 
 struct dom {
@@ -109,6 +129,8 @@ struct dom {
   bool starting = false;
   std::shared_ptr<runtime> rt;
   job_mutex job;
+  std::shared_ptr<long_job> job_now;          // while a long job runs
+  bool migration_held = false;  // an outgoing migration was performed: its job stays taken until confirm
 
   bool active() const noexcept { return id >= 0; }
   domain_ref ref() const { return {def.name, def.uuid, id}; }
@@ -162,6 +184,16 @@ std::string host_arch() {
   return "x86_64";
 }
 
+// libvirt's choice for an interface without one: QEMU's OUI, three random bytes.
+std::string random_mac() {
+  static std::mt19937_64 gen{std::random_device{}()};
+  auto v = gen();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "52:54:00:%02x:%02x:%02x", unsigned(v & 0xff), unsigned((v >> 8) & 0xff),
+                unsigned((v >> 16) & 0xff));
+  return buf;
+}
+
 // libvirt's defaults at define time that the QEMU driver needs to be explicit about.
 void apply_defaults(domain_config& d) {
   if (d.uuid.empty()) d.uuid = generate_uuid();
@@ -172,6 +204,8 @@ void apply_defaults(domain_config& d) {
   if (d.on_poweroff.empty()) d.on_poweroff = "destroy";
   if (d.on_reboot.empty()) d.on_reboot = "restart";
   if (d.on_crash.empty()) d.on_crash = "destroy";
+  for (auto& n : d.devices.interfaces)
+    if (n.mac.empty()) n.mac = random_mac();
   d.has_devices = true;
 }
 
@@ -184,6 +218,38 @@ std::string marker_for(const domain_config& d) {
   if (d.name.find(',') != std::string::npos) return d.uuid;
   return "guest=" + d.name;
 }
+
+// The ids build_argv gives devices, as <alias> in the live definition: "net<i>" for the i-th
+// interface, "virtio-disk<index>" for virtio disks. Hotplug and unplug address devices by them.
+void set_aliases(domain_config& d) {
+  for (std::size_t i = 0; i < d.devices.interfaces.size(); ++i) d.devices.interfaces[i].alias = "net" + std::to_string(i);
+  for (auto& x : d.devices.disks) {
+    std::string bus = x.target_bus.empty() && x.target_dev.rfind("vd", 0) == 0 ? "virtio" : x.target_bus;
+    auto idx = disk_target_index(x.target_dev);
+    if (bus == "virtio" && idx) x.alias = "virtio-disk" + std::to_string(*idx);
+  }
+}
+
+// The block node of each disk as build_argv names it (disk i of n: libvirt-<n-i>-format), kept in
+// the runtime record so that block_stats finds it after hotplugs and re-attaches.
+void record_device_names(const domain_config& d, runtime_record& rec) {
+  for (auto it = rec.extra.begin(); it != rec.extra.end();)
+    it = it->first.rfind("node:", 0) == 0 ? rec.extra.erase(it) : std::next(it);
+  const auto& disks = d.devices.disks;
+  for (std::size_t i = 0; i < disks.size(); ++i)
+    rec.extra["node:" + disks[i].target_dev] = "libvirt-" + std::to_string(disks.size() - i) + "-format";
+}
+
+using device_variant = std::variant<disk_def, interface_def>;
+
+// Where a starting QEMU takes the guest's state from instead of booting it.
+struct incoming_plan {
+  std::string uri;                 // migration: migrate-incoming's URI (tcp:HOST:PORT)
+  bool migration = false;          // prepare: return once QEMU listens; finish runs it
+  std::shared_ptr<long_job> job;   // restore: the job whose feed pushes the file in
+  std::string feed_path;           // restore: the saved file
+  std::uint64_t feed_offset = 0;   //          and where QEMU's stream starts in it
+};
 
 }  // namespace
 
@@ -294,9 +360,10 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   op<void> simple_command(std::string_view name, std::string cmd, diagnostics& diag);
 
   failure command_failed(const dom_ptr& d, const std::shared_ptr<runtime>& rt, error_code ec, diagnostics& diag) {
-    if (d->rt != rt || rt->finished || !rt->mon.is_open())
+    if (d->rt != rt || rt->finished) return fail(diag, errc::operation_invalid, "domain is not running");
+    if (!rt->mon.is_open() && ec != errc::rpc && ec != errc::operation_timeout)
       return fail(diag, errc::operation_invalid, "domain is not running");
-    return ec;
+    return ec;  // QEMU's own error, a corrupt monitor (errc::rpc, the guest is then stopped), a timeout
   }
 
   // ------------------------------------------------------------------ records
@@ -359,7 +426,8 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   static asio::awaitable<void> event_pump(std::shared_ptr<state> s, dom_ptr d, std::shared_ptr<runtime> rt) {
     for (;;) {
       auto [ec, ev] = co_await rt->mon.async_next_event(asio::as_tuple(asio::use_awaitable));
-      if (ec || s->closed || rt->finished) co_return;
+      if (s->closed || rt->finished) co_return;
+      if (ec) co_return co_await monitor_lost(s, d, rt);
       co_await s->on_event(d, rt, std::move(ev));
     }
   }
@@ -375,13 +443,14 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
 
   // Asks QEMU to quit, then SIGTERM/SIGKILL; returns when it is gone and recorded.
   asio::awaitable<void> kill(dom_ptr d, std::shared_ptr<runtime> rt) {
+    bool asked = false;
     if (rt->mon.is_open()) {
       diagnostics ignore;
       std::string cmd = "quit";
-      (void)co_await call(rt, cmd, {}, ignore, 1s);
+      asked = (co_await call(rt, cmd, {}, ignore, 1s)).has_value();
     }
     std::optional<int> status;
-    {
+    if (asked) {
       op_timeout deadline{ex, 2s};
       auto [ec, st] = co_await rt->proc.async_wait_exit(asio::as_tuple(deadline.bind(asio::use_awaitable)));
       if (!ec) status = st;
@@ -460,6 +529,16 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     } else if (n == "SUSPEND_DISK") {
       rt->intent = stop_intent{reason::saved, event_detail::stopped_saved};
       emit(*d, event_type::pmsuspended, event_detail::pmsuspended_disk);
+    } else if (n == "DEVICE_DELETED") {
+      // A hot-unplug the guest completed (maybe long after detach_device returned).
+      std::string id;
+      if (auto* dv = ev.data.if_contains("device"); dv && dv->is_string()) id = dv->as_string();
+      if (id.empty()) co_return;  // a backend-less child (its path only)
+      co_await remove_backend(d, rt, id);
+      if (auto w = rt->unplugs.find(id); w != rt->unplugs.end()) {
+        w->second->cancel();  // the detach call returns once the device and its backend are gone
+        rt->unplugs.erase(w);
+      }
     } else if (n == "WAKEUP") {
       if (d->state == domain_state::pmsuspended) {
         set_state(*d, domain_state::running, reason::running_wakeup);
@@ -470,11 +549,26 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
 
   // ------------------------------------------------------------------ migration
 
-  // Polls query-migrate until the migration (outgoing or incoming) completes, fails, or `limit` passes.
+  // Polls query-migrate until the migration (outgoing or incoming) completes, fails, or `limit`
+  // passes. The poll's pause is where a cancellation of the caller lands: an outgoing
+  // migration is then cancelled in QEMU (migrate_cancel) and the result, like after abort_job,
+  // is errc::operation_aborted once QEMU says "cancelled"; an incoming one returns at once (the
+  // caller kills that QEMU). Run it with throw_if_cancelled(false) (see cleanup_on_cancel).
   asio::awaitable<result<json::value>> wait_migration(std::shared_ptr<runtime> rt, diagnostics& diag,
-                                                      std::chrono::steady_clock::duration limit) {
+                                                      std::chrono::steady_clock::duration limit,
+                                                      std::string_view what, bool outgoing) {
     auto until = std::chrono::steady_clock::now() + limit;
     asio::steady_timer pause(ex);
+    bool cancelling = false;
+    auto aborted = [&] {
+      return fail(diag, errc::operation_aborted, "operation aborted: " + std::string(what) + " job: canceled by client");
+    };
+    auto cancel = [&]() -> asio::awaitable<void> {
+      cancelling = true;
+      diagnostics ignore;
+      std::string cmd = "migrate_cancel";
+      (void)co_await call(rt, cmd, {}, ignore, 5s);
+    };
     for (;;) {
       std::string cmd = "query-migrate";
       auto r = co_await call(rt, cmd, {}, diag, 10s);
@@ -483,29 +577,104 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       if (r->is_object())
         if (auto* st = r->as_object().if_contains("status"); st && st->is_string()) status = st->as_string();
       if (status == "completed") co_return r;
-      if (status == "failed" || status == "cancelled") {
+      if (status == "cancelled") co_return aborted();
+      if (status == "failed") {
         std::string why;
         if (auto* e = r->as_object().if_contains("error-desc"); e && e->is_string()) why = e->as_string();
-        co_return fail(diag, errc::operation_failed, "migration " + status + (why.empty() ? "" : ": " + why));
+        co_return fail(diag, errc::operation_failed, std::string(what) + " failed" + (why.empty() ? "" : ": " + why));
       }
-      if (std::chrono::steady_clock::now() > until)
-        co_return fail(diag, errc::operation_timeout, "migration did not complete in time (status " + q(status) + ")");
-      pause.expires_after(50ms);
-      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (std::chrono::steady_clock::now() > until && !cancelling) {
+        if (outgoing) co_await cancel();
+        co_return fail(diag, errc::operation_timeout, std::string(what) + " did not complete in time (status " + q(status) + ")");
+      }
+      pause.expires_after(cancelling ? 10ms : 50ms);
+      auto [ec] = co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      // A cancellation that came while a QMP command was out (those run under their own
+      // deadline) is only in the coroutine's cancellation state: look there too.
+      if ((ec || co_await caller_cancelled()) && !cancelling) {
+        if (!outgoing) co_return aborted();
+        co_await cancel();
+      }
     }
+  }
+
+  // Long jobs (save, restore, migration) undo what they started when their caller is cancelled:
+  // the cancellation must reach them as an error at a wait, not as an exception thrown at their
+  // next co_await (Asio's default), which would skip the undo.
+  template <class T, class Body>
+  static op<T> cleanup_on_cancel(Body body) {
+    const bool before = co_await asio::this_coro::throw_if_cancelled();
+    co_await asio::this_coro::throw_if_cancelled(false);
+    result<T> r = co_await body();
+    co_await asio::this_coro::throw_if_cancelled(before);
+    co_return r;
+  }
+
+  static asio::awaitable<bool> caller_cancelled() {
+    asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+    co_return cs.cancelled() != asio::cancellation_type::none;
+  }
+
+  // restore: pushes the saved state from `path` (from `offset`) into QEMU's incoming socket.
+  asio::awaitable<result<void>> feed_state(std::shared_ptr<long_job> job, std::string sock_path, std::string path,
+                                           std::uint64_t offset, diagnostics& diag) {
+    asio::local::stream_protocol::socket sock(ex);
+    {
+      op_timeout deadline{ex, 10s};
+      auto [ec] = co_await sock.async_connect(asio::local::stream_protocol::endpoint(sock_path),
+                                              asio::as_tuple(deadline.bind(asio::use_awaitable)));
+      if (ec) co_return fail(diag, errc::operation_failed, "cannot connect to QEMU's incoming socket: " + ec.message());
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) co_return fail(diag, errc::operation_failed, "cannot open saved state file " + q(path));
+    in.seekg(static_cast<std::streamoff>(offset));
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+      if (job->abort_requested || co_await caller_cancelled())
+        co_return fail(diag, errc::operation_aborted, "operation aborted: restore job: canceled by client");
+      // A regular file from the page cache: a short blocking read, then an async write.
+      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+      auto n = static_cast<std::size_t>(in.gcount());
+      if (n == 0) break;
+      op_timeout deadline{ex, 30s};
+      auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), n),
+                                                asio::as_tuple(deadline.bind(asio::use_awaitable)));
+      if (ec) {
+        if (job->abort_requested) co_return fail(diag, errc::operation_aborted, "operation aborted: restore job: canceled by client");
+        co_return fail(diag, errc::operation_failed,
+                       deadline.expired() ? std::string("QEMU stopped reading the saved state")
+                                          : "QEMU stopped reading the saved state: " + ec.message());
+      }
+      job->fed += w;
+    }
+    if (in.bad()) co_return fail(diag, errc::operation_failed, "cannot read saved state file " + q(path));
+    error_code sec;
+    sock.shutdown(asio::socket_base::shutdown_send, sec);
+    co_return result<void>{};
   }
 
   // ------------------------------------------------------------------ start
 
   // create_xml and restore: `def` runs once, as a new transient domain or in place of a
   // persistent one that is not running; on failure everything is as it was.
-  op<domain_ref> start_live(domain_config def, bool paused, std::optional<std::string> incoming, const char* what,
+  op<domain_ref> start_live(domain_config def, bool paused, std::optional<incoming_plan> incoming, const char* what,
                             diagnostics& diag);
+  op<void> save_job(std::string_view name, std::string path, diagnostics& diag);
+  op<void> dump_job(std::string_view name, std::string path, unsigned flags, diagnostics& diag);
+  op<void> attach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
+  op<void> detach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
+  op<std::string> prepare_job(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag);
+  op<void> perform_job(std::string_view name, std::string_view uri, migrate_options opt, diagnostics& diag);
+  op<domain_ref> finish_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
+  op<void> confirm_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
+  asio::awaitable<result<void>> hotplug(dom_ptr d, std::shared_ptr<runtime> rt, device_variant dev, diagnostics& diag);
+  asio::awaitable<void> remove_backend(dom_ptr d, std::shared_ptr<runtime> rt, std::string id);
+  static asio::awaitable<void> monitor_lost(std::shared_ptr<state> s, dom_ptr d, std::shared_ptr<runtime> rt);
 
   // Starts `d` from d->def; the caller holds the job. On failure nothing is left running.
-  // `incoming`: a migrate-incoming URI to load the guest's state from (restore) before it runs.
+  // `incoming`: where the guest's state comes from (restore, migration) instead of a boot.
   asio::awaitable<result<void>> start(dom_ptr d, bool paused, diagnostics& diag,
-                                      std::optional<std::string> incoming = std::nullopt) {
+                                      std::optional<incoming_plan> incoming = std::nullopt) {
     const domain_config& def = d->def;
     auto files = files_for(dirs, def.name, diag);
     if (!files) co_return files.error();
@@ -564,7 +733,11 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       }
       if (std::chrono::steady_clock::now() > until) break;
       pause.expires_after(20ms);
-      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      auto [pec] = co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (pec || co_await caller_cancelled()) {
+        co_await abandon();
+        co_return fail(diag, errc::operation_aborted, "starting domain " + q(def.name) + " was cancelled");
+      }
     }
     if (!connected) {
       if (rt->proc.has_exited()) {
@@ -581,16 +754,44 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       co_await abandon();
       co_return gone("failed its first monitor command (" + std::string(diag.message()) + ")");
     }
+    const bool migration = incoming && incoming->migration;
     if (incoming) {
-      json::object a;
-      a["uri"] = *incoming;
-      std::string mi = "migrate-incoming";
-      auto r = co_await call(rt, mi, std::move(a), diag, 10s);
-      if (r) r = co_await wait_migration(rt, diag, 120s);
-      if (!r) {
-        std::string why(diag.message());
-        co_await abandon();
-        co_return gone("could not load the saved state (" + why + ")");
+      std::string uri = incoming->uri;
+      if (incoming->job) {
+        // restore: QEMU listens on a unix socket next to its monitor, and we feed it the file.
+        std::string sock_path = files->qmp_socket.string() + ".in";
+        fs::remove(sock_path, fec);
+        uri = "unix:" + sock_path;
+        incoming->job->rt = rt;
+        d->job_now = incoming->job;
+        json::object a;
+        a["uri"] = uri;
+        std::string mi = "migrate-incoming";
+        auto r = co_await call(rt, mi, std::move(a), diag, 10s);
+        if (r) {
+          auto fr = co_await feed_state(incoming->job, sock_path, incoming->feed_path, incoming->feed_offset, diag);
+          if (fr) r = co_await wait_migration(rt, diag, 300s, "restore", false);
+          else r = failure(fr.error());
+        }
+        fs::remove(sock_path, fec);
+        d->job_now.reset();
+        if (!r) {
+          std::string why(diag.message());
+          error_code ec = r.error();
+          co_await abandon();
+          if (ec == errc::operation_aborted) co_return fail(diag, errc::operation_aborted, why);
+          co_return gone("could not load the saved state (" + why + ")");
+        }
+      } else {
+        // migration: QEMU listens for the source's stream; finish waits for it to complete.
+        json::object a;
+        a["uri"] = uri;
+        std::string mi = "migrate-incoming";
+        if (auto r = co_await call(rt, mi, std::move(a), diag, 10s); !r) {
+          std::string why(diag.message());
+          co_await abandon();
+          co_return gone("refused to listen for the migration on " + q(uri) + " (" + why + ")");
+        }
       }
     }
     if (!incoming && has_balloon(def) && def.current_memory_kib && def.current_memory_kib < def.memory_kib) {
@@ -616,11 +817,15 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     rec.marker = marker_for(def);
     domain_format_options fo;
     fo.id = id;
+    set_aliases(d->def);
     rec.live_xml = format_domain_xml(def, fo);
     rec.extra["persistent"] = d->persistent ? "1" : "0";
-    rec.extra["state"] = std::to_string(static_cast<int>(paused ? domain_state::paused : domain_state::running));
+    if (migration) paused = true;
     int run_reason = incoming ? int(reason::running_restored) : int(reason::booted);
-    rec.extra["reason"] = std::to_string(paused ? int(reason::user) : run_reason);
+    int paused_reason = migration ? int(reason::paused_migration) : int(reason::user);
+    rec.extra["state"] = std::to_string(static_cast<int>(paused ? domain_state::paused : domain_state::running));
+    rec.extra["reason"] = std::to_string(paused ? paused_reason : run_reason);
+    record_device_names(d->def, rec);
     if (auto r = save_runtime(dirs, rec, diag); !r) {
       co_await abandon();
       co_return r.error();
@@ -637,9 +842,10 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     d->rt = rt;
     d->id = id;
     d->state = paused ? domain_state::paused : domain_state::running;
-    d->reason = paused ? int(reason::user) : run_reason;
-    emit(*d, event_type::started, incoming ? event_detail::started_restored : event_detail::started_booted);
-    if (paused) emit(*d, event_type::suspended, event_detail::suspended_paused);
+    d->reason = paused ? paused_reason : run_reason;
+    emit(*d, event_type::started,
+         migration ? event_detail::started_migrated : incoming ? event_detail::started_restored : event_detail::started_booted);
+    if (paused && !migration) emit(*d, event_type::suspended, event_detail::suspended_paused);
     watch(d, rt);
     co_return result<void>{};
   }
@@ -1014,7 +1220,7 @@ op<void> driver::create(std::string_view name, diagnostics& diag) {
   if (s->find(d->def.name) != d) co_return fail(diag, errc::no_domain, "no domain with matching name " + q(d->def.name));
   d->next = d->def;  // the live copy may change; the definition stays
   d->starting = true;
-  auto sr = co_await s->start(d, false, diag);
+  auto sr = co_await state::cleanup_on_cancel<void>([&] { return s->start(d, false, diag); });
   d->starting = false;
   if (!sr) {
     d->next.reset();
@@ -1023,7 +1229,7 @@ op<void> driver::create(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<domain_ref> driver::state::start_live(domain_config def, bool paused, std::optional<std::string> incoming,
+op<domain_ref> driver::state::start_live(domain_config def, bool paused, std::optional<incoming_plan> incoming,
                                          const char* what, diagnostics& diag) {
   auto s = shared_from_this();
   auto at = s->admit(def, true, diag);
@@ -1067,7 +1273,9 @@ op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnost
   apply_defaults(*def);
   if (def->type != "qemu" && def->type != "kvm")
     co_return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
-  co_return co_await s->start_live(std::move(*def), (flags & start_paused_flag) != 0, std::nullopt, "create", diag);
+  co_return co_await state::cleanup_on_cancel<domain_ref>([&] {
+    return s->start_live(std::move(*def), (flags & start_paused_flag) != 0, std::nullopt, "create", diag);
+  });
 }
 
 op<void> driver::destroy(std::string_view name, diagnostics& diag) {
@@ -1339,9 +1547,14 @@ std::string absolute_path(std::string_view p) {
 
 }  // namespace
 
-op<void> driver::save(std::string_view name, std::string_view path_in, diagnostics& diag) {
-  auto s = s_;
-  std::string path = absolute_path(path_in);
+op<void> driver::save(std::string_view name, std::string_view path, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), path = absolute_path(path), &diag] {
+    return s->save_job(name, path, diag);
+  });
+}
+
+op<void> driver::state::save_job(std::string_view name, std::string path, diagnostics& diag) {
+  auto s = shared_from_this();
   state::job_guard g;
   auto r = co_await s->begin_job(name, diag, g);
   if (!r) co_return failure(r.error());
@@ -1350,6 +1563,15 @@ op<void> driver::save(std::string_view name, std::string_view path_in, diagnosti
   if (path.empty()) co_return fail(diag, errc::invalid_arg, "no file to save to");
   auto rt = d->rt;
   bool was_running = d->state == domain_state::running;
+  auto job = std::make_shared<long_job>();
+  job->operation = "save";
+  job->rt = rt;
+  job->outgoing = true;
+  d->job_now = job;
+  struct job_end {
+    dom_ptr d;
+    ~job_end() { d->job_now.reset(); }
+  } job_end{d};
 
   // The header: the live definition, so restore knows the guest.
   std::string xml = format_domain_xml(d->def);
@@ -1389,13 +1611,21 @@ op<void> driver::save(std::string_view name, std::string_view path_in, diagnosti
     }
     if (d->rt == rt) s->set_state(*d, domain_state::paused, reason::paused_save);
   }
+  {
+    // QEMU's default cap on the stream is 128 MiB/s; a save to a local file goes as fast as it can.
+    json::object p;
+    p["max-bandwidth"] = std::int64_t{1} << 40;
+    diagnostics ignore;
+    std::string cmd = "migrate-set-parameters";
+    (void)co_await s->call(rt, cmd, std::move(p), ignore, 5s);
+  }
   json::object a;
   a["uri"] = "exec:cat >> " + shell_quote(path);
   std::string migrate = "migrate";
   auto mr = co_await s->call(rt, migrate, std::move(a), diag);
-  if (mr) mr = co_await s->wait_migration(rt, diag, 300s);
+  if (mr) mr = co_await s->wait_migration(rt, diag, 300s, "save", true);
   if (!mr) {
-    error_code ec = s->command_failed(d, rt, mr.error(), diag).ec;
+    error_code ec = mr.error() == errc::operation_aborted ? mr.error() : s->command_failed(d, rt, mr.error(), diag).ec;
     co_await undo();
     co_return failure(ec);
   }
@@ -1412,25 +1642,90 @@ op<domain_ref> driver::restore(std::string_view path_in, diagnostics& diag) {
   if (!def) co_return def.error();
   if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
   apply_defaults(*def);
-  std::string uri = "exec:tail -c +" + std::to_string(h->offset + 1) + " " + shell_quote(path);
-  co_return co_await s->start_live(std::move(*def), false, std::move(uri), "restore", diag);
+  incoming_plan plan;
+  plan.job = std::make_shared<long_job>();
+  plan.job->operation = "restore";
+  plan.feed_path = path;
+  plan.feed_offset = h->offset;
+  std::error_code fec;
+  auto size = fs::file_size(path, fec);
+  plan.job->feed_total = !fec && size > h->offset ? size - h->offset : 0;
+  co_return co_await state::cleanup_on_cancel<domain_ref>([&] {
+    return s->start_live(std::move(*def), false, std::move(plan), "restore", diag);
+  });
 }
 
-op<void> driver::core_dump(std::string_view name, std::string_view path, unsigned, diagnostics& diag) {
-  auto s = s_;
+op<void> driver::core_dump(std::string_view name, std::string_view path, unsigned flags, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), path = absolute_path(path), flags, &diag] {
+    return s->dump_job(name, path, flags, diag);
+  });
+}
+
+// virDomainCoreDumpWithFormat: always an ELF of the guest's memory (dump-guest-memory), the
+// format crash(8) and gdb read; without dump_flags::live the guest is paused meanwhile (reason
+// dump), crash destroys it afterwards (shut off, crashed), reset resets it.
+op<void> driver::state::dump_job(std::string_view name, std::string path, unsigned flags, diagnostics& diag) {
+  auto s = shared_from_this();
   state::job_guard g;
   auto r = co_await s->begin_job(name, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
   if (path.empty()) co_return fail(diag, errc::invalid_arg, "no file to dump to");
+  if ((flags & dump_flags::crash) && (flags & dump_flags::live))
+    co_return fail(diag, errc::invalid_arg, "dump flags crash and live are mutually exclusive");
+  if ((flags & dump_flags::crash) && (flags & dump_flags::reset))
+    co_return fail(diag, errc::invalid_arg, "dump flags crash and reset are mutually exclusive");
   auto rt = d->rt;
+  auto job = std::make_shared<long_job>();
+  job->operation = "dump";
+  job->rt = rt;
+  d->job_now = job;
+  struct job_end {
+    dom_ptr d;
+    ~job_end() { d->job_now.reset(); }
+  } job_end{d};
+  bool paused_here = false;
+  if (!(flags & dump_flags::live) && d->state == domain_state::running) {
+    rt->expect_stop = true;
+    std::string stop = "stop";
+    auto sr = co_await s->call(rt, stop, {}, diag);
+    rt->expect_stop = false;
+    if (!sr) co_return s->command_failed(d, rt, sr.error(), diag);
+    paused_here = true;
+    if (d->rt == rt) s->set_state(*d, domain_state::paused, reason::paused_dump);
+  }
   json::object a;
   a["paging"] = false;
-  a["protocol"] = "file:" + absolute_path(path);
+  a["protocol"] = "file:" + path;
   std::string cmd = "dump-guest-memory";
   auto res = co_await s->call(rt, cmd, std::move(a), diag, 300s);
-  if (!res) co_return s->command_failed(d, rt, res.error(), diag);
+  if (!res) {
+    auto f = s->command_failed(d, rt, res.error(), diag);
+    std::error_code fec;
+    fs::remove(path, fec);
+    if (paused_here && d->rt == rt && !rt->finished) {
+      diagnostics ignore;
+      std::string cont = "cont";
+      (void)co_await s->call(rt, cont, {}, ignore, 5s);
+    }
+    co_return f;
+  }
+  if (flags & dump_flags::crash) {
+    rt->intent = stop_intent{reason::crashed, event_detail::stopped_crashed};
+    co_await s->kill(d, rt);
+    co_return result<void>{};
+  }
+  if (flags & dump_flags::reset) {
+    diagnostics ignore;
+    std::string reset = "system_reset";
+    (void)co_await s->call(rt, reset, {}, ignore, 5s);
+  }
+  if (paused_here && d->rt == rt && !rt->finished) {
+    std::string cont = "cont";
+    if (auto cr = co_await s->call(rt, cont, {}, diag); !cr) co_return s->command_failed(d, rt, cr.error(), diag);
+    if (d->rt == rt && d->state != domain_state::running) s->set_state(*d, domain_state::running, reason::unpaused);
+  }
   co_return result<void>{};
 }
 
@@ -1440,14 +1735,13 @@ op<covirt::block_stats> driver::block_stats(std::string_view name, std::string_v
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  // The argv builder names disk i of n "libvirt-<n-i>-format".
-  const auto& disks = d->def.devices.disks;
-  std::optional<std::size_t> at;
-  for (std::size_t i = 0; i < disks.size(); ++i)
-    if (disks[i].target_dev == disk) at = i;
-  if (!at) co_return fail(diag, errc::invalid_arg, "invalid path: " + std::string(disk));
-  std::string node = "libvirt-" + std::to_string(disks.size() - *at) + "-format";
   auto rt = d->rt;
+  const auto& disks = d->def.devices.disks;
+  auto known = std::find_if(disks.begin(), disks.end(), [&](const disk_def& x) { return x.target_dev == disk; });
+  auto rec_node = rt->rec.extra.find("node:" + std::string(disk));
+  if (known == disks.end() || rec_node == rt->rec.extra.end())
+    co_return fail(diag, errc::invalid_arg, "invalid path: " + std::string(disk));
+  std::string node = rec_node->second;
   std::string cmd = "query-blockstats";
   auto res = co_await s->call(rt, cmd, {}, diag);
   if (!res) co_return s->command_failed(d, rt, res.error(), diag);
@@ -1504,19 +1798,738 @@ op<std::unique_ptr<covirt::detail::erased_driver>> open_driver(asio::any_io_exec
 
 }  // namespace covirt::qemu
 
-// ------------------------------------------------------------------ (work in progress)
+
+// ------------------------------------------------------------------ devices, jobs, migration
+
 namespace covirt::qemu {
-op<void> driver::attach_device(std::string_view, std::string_view, unsigned, diagnostics& diag) {
-  co_return fail(diag, errc::no_support, "attach_device: not yet");
+
+namespace {
+
+// One <disk> or <interface> element, as virDomainAttachDevice takes it.
+result<device_variant> parse_device_xml(std::string_view xml, diagnostics& diag) {
+  if (xml.size() > (1u << 20)) return fail(diag, errc::xml_error, "device XML is larger than 1 MiB");
+  pugi::xml_document doc;
+  auto pr = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default);
+  if (!pr) return fail(diag, errc::xml_error, std::string("malformed device XML: ") + pr.description());
+  pugi::xml_node el;
+  int elements = 0;
+  for (auto c : doc.children())
+    if (c.type() == pugi::node_element) {
+      el = c;
+      ++elements;
+    }
+  if (elements != 1) return fail(diag, errc::xml_error, "device XML must be exactly one element");
+  std::string_view kind = el.name();
+  if (kind != "disk" && kind != "interface")
+    return fail(diag, errc::config_unsupported,
+                "device <" + std::string(kind) + "> cannot be attached or detached by covirt's qemu driver (<disk> and <interface> can)");
+  std::ostringstream one;
+  el.print(one, "", pugi::format_raw);
+  std::string wrapped = "<domain type='qemu'><name>device</name><memory>1024</memory><devices>" + one.str() +
+                        "</devices></domain>";
+  auto def = parse_domain_xml(wrapped, diag);
+  if (!def) return def.error();
+  auto& dv = def->devices;
+  if (kind == "disk" && dv.disks.size() == 1) return device_variant(std::move(dv.disks[0]));
+  if (kind == "interface" && dv.interfaces.size() == 1) return device_variant(std::move(dv.interfaces[0]));
+  return fail(diag, errc::xml_error, "device XML could not be read as one <" + std::string(kind) + ">");
 }
-op<void> driver::detach_device(std::string_view, std::string_view, unsigned, diagnostics& diag) {
-  co_return fail(diag, errc::no_support, "detach_device: not yet");
+
+std::string disk_bus(const disk_def& x) {
+  if (!x.target_bus.empty()) return x.target_bus;
+  auto p = x.target_dev.substr(0, 2);
+  return p == "vd" ? "virtio" : p == "sd" ? "scsi" : p == "hd" ? "ide" : p == "fd" ? "fdc" : "xen";
 }
-op<job_info> driver::get_job_info(std::string_view, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
-op<void> driver::abort_job(std::string_view, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
-op<std::string> driver::migrate_begin(std::string_view, unsigned, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
-op<std::string> driver::migrate_prepare(std::string_view, std::string_view, unsigned, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
-op<void> driver::migrate_perform(std::string_view, std::string_view, unsigned, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
-op<domain_ref> driver::migrate_finish(std::string_view, unsigned, bool, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
-op<void> driver::migrate_confirm(std::string_view, unsigned, bool, diagnostics& diag) { co_return fail(diag, errc::no_support, "not yet"); }
+
+// libvirt's matching for detach: a disk by its target, an interface by its MAC (or the only one).
+result<std::size_t> find_device(const domain_config& def, const device_variant& dev, diagnostics& diag) {
+  if (auto* x = std::get_if<disk_def>(&dev)) {
+    const auto& v = def.devices.disks;
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (v[i].target_dev == x->target_dev) return i;
+    return fail(diag, errc::device_missing, "disk " + x->target_dev + " not found");
+  }
+  const auto& n = std::get<interface_def>(dev);
+  const auto& v = def.devices.interfaces;
+  std::optional<std::size_t> found;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (!n.mac.empty() ? v[i].mac == n.mac : v[i].type == n.type) {
+      if (found) return fail(diag, errc::operation_failed, "multiple devices matching MAC address " + n.mac + " found");
+      found = i;
+    }
+  }
+  if (!found)
+    return fail(diag, errc::device_missing,
+                n.mac.empty() ? "no interface of type " + q(n.type) + " found" : "no device matching MAC address " + n.mac + " found");
+  return *found;
+}
+
+result<void> check_new_device(const domain_config& def, const device_variant& dev, diagnostics& diag) {
+  if (auto* x = std::get_if<disk_def>(&dev)) {
+    for (auto& e : def.devices.disks)
+      if (e.target_dev == x->target_dev) return fail(diag, errc::operation_failed, "target " + x->target_dev + " already exists");
+    return {};
+  }
+  auto& n = std::get<interface_def>(dev);
+  for (auto& e : def.devices.interfaces)
+    if (e.mac == n.mac) return fail(diag, errc::operation_failed, "a device with MAC address " + n.mac + " already exists");
+  return {};
+}
+
+void add_device(domain_config& def, device_variant dev) {
+  if (auto* x = std::get_if<disk_def>(&dev)) def.devices.disks.push_back(std::move(*x));
+  else def.devices.interfaces.push_back(std::move(std::get<interface_def>(dev)));
+  def.has_devices = true;
+}
+
+// virDomainModificationImpact: current means live when running, the definition otherwise.
+result<std::pair<bool, bool>> impact(unsigned flags, bool active, bool persistent, diagnostics& diag) {
+  bool live = flags & device_modify::live, config = flags & device_modify::config;
+  if (!live && !config) (active ? live : config) = true;
+  if (live && !active) return fail(diag, errc::operation_invalid, "domain is not running");
+  if (config && !persistent) return fail(diag, errc::operation_invalid, "transient domains do not have any persistent config");
+  return std::pair{live, config};
+}
+
+// The block node layer names of a disk: its format node "...-format" sits on "...-storage".
+std::string storage_node(const std::string& format_node) {
+  auto at = format_node.rfind("-format");
+  return at == std::string::npos ? format_node + "-storage" : format_node.substr(0, at) + "-storage";
+}
+
+std::string hex_bus(unsigned v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%02x", v);
+  return buf;
+}
+
+}  // namespace
+
+// Adds the device to the running QEMU (backend, then the PCI device) and to the live definition.
+asio::awaitable<result<void>> driver::state::hotplug(dom_ptr d, std::shared_ptr<runtime> rt, device_variant dev,
+                                                     diagnostics& diag) {
+  domain_config& def = d->def;
+  // Whatever the command line would refuse (a comma-free path is no check here: values go in JSON).
+  {
+    domain_config probe = def;
+    add_device(probe, dev);
+    argv_options opt;
+    opt.kvm_available = true;
+    if (auto a = build_argv(probe, opt, diag); !a) co_return a.error();
+  }
+  const bool q35 = def.os.machine == "q35" || def.os.machine.rfind("pc-q35", 0) == 0;
+  json::object placement;
+  std::optional<device_address> addr;
+  if (q35) {
+    // PCIe's root bus takes no hotplug: the device goes on an empty root port.
+    std::set<unsigned> used;
+    auto note = [&](const device_common& c) {
+      if (c.address && c.address->type == "pci" && !c.address->get("bus").empty())
+        used.insert(static_cast<unsigned>(std::strtoul(std::string(c.address->get("bus")).c_str(), nullptr, 0)));
+    };
+    for (auto& x : def.devices.disks) note(x);
+    for (auto& x : def.devices.interfaces) note(x);
+    for (auto& x : def.devices.controllers) note(x);
+    std::optional<unsigned> port;
+    for (auto& c : def.devices.controllers)
+      if (c.type == "pci" && c.model == "pcie-root-port" && c.index && !used.count(*c.index)) {
+        port = *c.index;
+        break;
+      }
+    if (!port)
+      co_return fail(diag, errc::operation_failed,
+                     "no free PCIe root port to hotplug into (a q35 machine's pcie.0 takes no hotplug): define the domain with "
+                     "spare <controller type='pci' index='N' model='pcie-root-port'/>");
+    placement["bus"] = "pci." + std::to_string(*port);
+    placement["addr"] = "0x0";
+    addr = device_address{"pci", {}};
+    addr->set("domain", "0x0000");
+    addr->set("bus", hex_bus(*port));
+    addr->set("slot", "0x00");
+    addr->set("function", "0x0");
+  }
+
+  auto run = [&](const char* cmd, json::object args) -> asio::awaitable<result<json::value>> {
+    std::string c = cmd;
+    co_return co_await call(rt, c, std::move(args), diag);
+  };
+  auto undo = [&](const char* cmd, const char* key, std::string value) -> asio::awaitable<void> {
+    json::object a;
+    a[key] = value;
+    diagnostics ignore;
+    std::string c = cmd;
+    (void)co_await call(rt, c, std::move(a), ignore, 5s);
+  };
+
+  std::string id;
+  std::string format_node;
+  if (auto* x = std::get_if<disk_def>(&dev)) {
+    if (x->device != "disk")
+      co_return fail(diag, errc::config_unsupported, "hotplug of a disk with device " + q(x->device) + " (covirt hotplugs device='disk' on bus 'virtio')");
+    if (disk_bus(*x) != "virtio")
+      co_return fail(diag, errc::config_unsupported, "hotplug of a disk on bus " + q(disk_bus(*x)) + " (covirt hotplugs virtio disks)");
+    std::string path = x->source ? (x->type == "block" ? x->source->dev : x->source->file) : std::string();
+    if (path.empty()) co_return fail(diag, errc::invalid_arg, "disk " + x->target_dev + " has no source to attach");
+    auto idx = disk_target_index(x->target_dev);
+    id = "virtio-disk" + std::to_string(idx.value_or(0));
+    format_node = "hp-" + id + "-format";
+    json::object st;
+    st["driver"] = x->type == "block" ? "host_device" : "file";
+    st["filename"] = path;
+    st["node-name"] = storage_node(format_node);
+    st["auto-read-only"] = true;
+    json::object cache;
+    std::string cm = x->driver ? x->driver->cache : std::string();
+    bool has_cache = !cm.empty() && cm != "default";
+    if (has_cache) {
+      cache["direct"] = cm == "none" || cm == "directsync";
+      cache["no-flush"] = cm == "unsafe";
+      st["cache"] = cache;
+    }
+    if (x->driver && !x->driver->io.empty()) st["aio"] = x->driver->io;
+    if (x->driver && !x->driver->discard.empty()) st["discard"] = x->driver->discard;
+    if (auto r = co_await run("blockdev-add", std::move(st)); !r) co_return command_failed(d, rt, r.error(), diag);
+    json::object fm;
+    fm["node-name"] = format_node;
+    fm["read-only"] = x->readonly;
+    fm["driver"] = x->driver && !x->driver->type.empty() ? x->driver->type : std::string("raw");
+    fm["file"] = storage_node(format_node);
+    if (has_cache) fm["cache"] = cache;
+    if (auto r = co_await run("blockdev-add", std::move(fm)); !r) {
+      auto f = command_failed(d, rt, r.error(), diag);
+      co_await undo("blockdev-del", "node-name", storage_node(format_node));
+      co_return f;
+    }
+    json::object dv = placement;
+    dv["driver"] = "virtio-blk-pci";
+    dv["drive"] = format_node;
+    dv["id"] = id;
+    if (has_cache) dv["write-cache"] = cm == "writethrough" || cm == "directsync" ? "off" : "on";
+    if (auto r = co_await run("device_add", std::move(dv)); !r) {
+      auto f = command_failed(d, rt, r.error(), diag);
+      co_await undo("blockdev-del", "node-name", format_node);
+      co_await undo("blockdev-del", "node-name", storage_node(format_node));
+      co_return f;
+    }
+  } else {
+    auto& n = std::get<interface_def>(dev);
+    std::set<std::string> taken;
+    for (auto& e : def.devices.interfaces) taken.insert(e.alias);
+    for (int k = 0;; ++k)
+      if (!taken.count("net" + std::to_string(k))) {
+        id = "net" + std::to_string(k);
+        break;
+      }
+    json::object nd;
+    nd["id"] = "host" + id;
+    if (n.type == "user") nd["type"] = "user";
+    else if (n.type == "bridge") {
+      nd["type"] = "bridge";
+      nd["br"] = n.source ? n.source->bridge : std::string();
+    } else if (n.type == "ethernet") {
+      nd["type"] = "tap";
+      if (n.target_dev) nd["ifname"] = *n.target_dev;
+      nd["script"] = "no";
+      nd["downscript"] = "no";
+    } else {
+      co_return fail(diag, errc::config_unsupported, "hotplug of interface type " + q(n.type));
+    }
+    if (auto r = co_await run("netdev_add", std::move(nd)); !r) co_return command_failed(d, rt, r.error(), diag);
+    static const std::map<std::string, std::string, std::less<>> models = {
+        {"virtio", "virtio-net-pci"}, {"e1000", "e1000"}, {"e1000e", "e1000e"}, {"rtl8139", "rtl8139"},
+        {"ne2k_pci", "ne2k_pci"},    {"pcnet", "pcnet"}, {"vmxnet3", "vmxnet3"}};
+    auto model = models.find(n.model_type.empty() ? std::string("rtl8139") : n.model_type);
+    json::object dv = placement;
+    dv["driver"] = model->second;  // build_argv above refused unknown models
+    dv["netdev"] = "host" + id;
+    dv["id"] = id;
+    dv["mac"] = n.mac;
+    if (auto r = co_await run("device_add", std::move(dv)); !r) {
+      auto f = command_failed(d, rt, r.error(), diag);
+      co_await undo("netdev_del", "id", "host" + id);
+      co_return f;
+    }
+  }
+
+  if (!addr) {
+    // i440fx: QEMU chose the slot; record it so that a migration recreates the same machine.
+    diagnostics ignore;
+    if (auto r = co_await run("query-pci", {}); r && r->is_array())
+      for (auto& bus : r->as_array()) {
+        auto* devs = bus.is_object() ? bus.as_object().if_contains("devices") : nullptr;
+        if (!devs || !devs->is_array()) continue;
+        for (auto& e : devs->as_array()) {
+          if (!e.is_object()) continue;
+          auto& o = e.as_object();
+          auto* qid = o.if_contains("qdev_id");
+          if (!qid || !qid->is_string() || qid->as_string() != id) continue;
+          auto num = [&](const char* k) { auto* v = o.if_contains(k); return v && v->is_int64() ? unsigned(v->as_int64()) : 0u; };
+          addr = device_address{"pci", {}};
+          addr->set("domain", "0x0000");
+          addr->set("bus", hex_bus(num("bus")));
+          addr->set("slot", hex_bus(num("slot")));
+          addr->set("function", "0x" + std::to_string(num("function")));
+        }
+      }
+  }
+  std::visit([&](auto& x) {
+    x.alias = id;
+    x.address = addr;
+  }, dev);
+  if (auto* x = std::get_if<disk_def>(&dev)) rt->rec.extra["node:" + x->target_dev] = format_node;
+  add_device(def, std::move(dev));
+  domain_format_options fo;
+  fo.id = d->id;
+  rt->rec.live_xml = format_domain_xml(def, fo);
+  persist(*d);
+  co_return result<void>{};
+}
+
+// After QEMU removed the device `id`: its backend goes too, and it leaves the live definition.
+asio::awaitable<void> driver::state::remove_backend(dom_ptr d, std::shared_ptr<runtime> rt, std::string id) {
+  auto& disks = d->def.devices.disks;
+  auto& nets = d->def.devices.interfaces;
+  diagnostics ignore;
+  if (auto it = std::find_if(disks.begin(), disks.end(), [&](auto& x) { return x.alias == id; }); it != disks.end()) {
+    std::string key = "node:" + it->target_dev;
+    if (auto nn = rt->rec.extra.find(key); nn != rt->rec.extra.end()) {
+      std::string fmt = nn->second;
+      rt->rec.extra.erase(nn);
+      for (std::string node : {fmt, storage_node(fmt)}) {
+        json::object a;
+        a["node-name"] = node;
+        std::string c = "blockdev-del";
+        (void)co_await call(rt, c, std::move(a), ignore, 5s);
+      }
+    }
+    // The loop above may have let another event in: look again before erasing.
+    std::erase_if(disks, [&](auto& x) { return x.alias == id; });
+  } else if (std::any_of(nets.begin(), nets.end(), [&](auto& x) { return x.alias == id; })) {
+    json::object a;
+    a["id"] = "host" + id;
+    std::string c = "netdev_del";
+    (void)co_await call(rt, c, std::move(a), ignore, 5s);
+    std::erase_if(nets, [&](auto& x) { return x.alias == id; });
+  } else {
+    co_return;
+  }
+  if (d->rt != rt || rt->finished) co_return;
+  domain_format_options fo;
+  fo.id = d->id;
+  rt->rec.live_xml = format_domain_xml(d->def, fo);
+  persist(*d);
+}
+
+op<void> driver::attach_device(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
+  return s_->attach_job(name, xml, flags, diag);
+}
+
+op<void> driver::state::attach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
+  auto s = shared_from_this();
+  auto dev = parse_device_xml(xml, diag);
+  if (!dev) co_return dev.error();
+  if (auto* n = std::get_if<interface_def>(&*dev); n && n->mac.empty()) n->mac = random_mac();
+  job_guard g;
+  auto r = co_await s->begin_job(name, diag, g);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  auto how = impact(flags, d->active() && d->rt, d->persistent, diag);
+  if (!how) co_return how.error();
+  auto [live, config] = *how;
+  if (config)
+    if (auto c = check_new_device(d->persistent_def(), *dev, diag); !c) co_return c.error();
+  if (live) {
+    if (auto c = check_new_device(d->def, *dev, diag); !c) co_return c.error();
+    if (auto h = co_await s->hotplug(d, d->rt, *dev, diag); !h) co_return h.error();
+  }
+  if (config) {
+    domain_config next = d->persistent_def();
+    add_device(next, std::move(*dev));
+    argv_options opt;
+    opt.kvm_available = true;
+    if (!live)
+      if (auto a = build_argv(next, opt, diag); !a) co_return a.error();
+    if (auto w = save_definition(s->dirs, next.name, format_domain_xml(next), diag); !w) co_return w.error();
+    d->persistent_def_mut() = std::move(next);
+  }
+  co_return result<void>{};
+}
+
+op<void> driver::detach_device(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), xml = std::string(xml), flags, &diag] {
+    return s->detach_job(name, xml, flags, diag);
+  });
+}
+
+op<void> driver::state::detach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
+  auto s = shared_from_this();
+  auto dev = parse_device_xml(xml, diag);
+  if (!dev) co_return dev.error();
+  job_guard g;
+  auto r = co_await s->begin_job(name, diag, g);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  auto how = impact(flags, d->active() && d->rt, d->persistent, diag);
+  if (!how) co_return how.error();
+  auto [live, config] = *how;
+  std::optional<std::size_t> in_config;
+  if (config) {
+    auto at = find_device(d->persistent_def(), *dev, diag);
+    if (!at) co_return at.error();
+    in_config = *at;
+  }
+  if (live) {
+    auto at = find_device(d->def, *dev, diag);
+    if (!at) co_return at.error();
+    std::string id;
+    if (std::holds_alternative<disk_def>(*dev)) {
+      const auto& x = d->def.devices.disks[*at];
+      if (disk_bus(x) != "virtio" || x.alias.empty())
+        co_return fail(diag, errc::operation_unsupported, "hot unplug of a disk on bus " + q(disk_bus(x)) + " is not supported");
+      id = x.alias;
+    } else {
+      id = d->def.devices.interfaces[*at].alias;
+      if (id.empty()) co_return fail(diag, errc::operation_unsupported, "this interface has no device alias to unplug");
+    }
+    auto rt = d->rt;
+    auto wait = std::make_shared<asio::steady_timer>(s->ex, 5s);
+    rt->unplugs[id] = wait;
+    json::object a;
+    a["id"] = id;
+    std::string c = "device_del";
+    if (auto rr = co_await s->call(rt, c, std::move(a), diag); !rr) {
+      rt->unplugs.erase(id);
+      co_return s->command_failed(d, rt, rr.error(), diag);
+    }
+    // The guest must let go of the device (ACPI or PCIe hotplug); like libvirt, wait a while for
+    // DEVICE_DELETED, and past that leave the removal to the event handler.
+    (void)co_await wait->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (auto it = rt->unplugs.find(id); it != rt->unplugs.end() && it->second == wait && co_await caller_cancelled())
+      co_return fail(diag, errc::operation_aborted, "detaching device " + q(id) + " was cancelled; the guest may still release it");
+  }
+  if (config) {
+    domain_config next = d->persistent_def();
+    if (std::holds_alternative<disk_def>(*dev)) next.devices.disks.erase(next.devices.disks.begin() + static_cast<long>(*in_config));
+    else next.devices.interfaces.erase(next.devices.interfaces.begin() + static_cast<long>(*in_config));
+    if (auto w = save_definition(s->dirs, next.name, format_domain_xml(next), diag); !w) co_return w.error();
+    d->persistent_def_mut() = std::move(next);
+  }
+  co_return result<void>{};
+}
+
+// ------------------------------------------------------------------ jobs
+
+op<job_info> driver::get_job_info(std::string_view name, diagnostics& diag) {
+  auto s = s_;
+  auto r = s->get(name, diag);
+  if (!r) co_return failure(r.error());
+  auto job = (*r)->job_now;
+  job_info info;
+  if (!job) co_return info;
+  info.type = job_type::unbounded;
+  info.operation = job->operation;
+  info.time_elapsed_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - job->started).count());
+  if (job->outgoing && job->rt && job->rt->mon.is_open()) {
+    diagnostics ignore;
+    std::string cmd = "query-migrate";
+    auto q = co_await s->call(job->rt, cmd, {}, ignore, 5s);
+    if (q && q->is_object())
+      if (auto* ram = q->as_object().if_contains("ram"); ram && ram->is_object()) {
+        auto num = [&](const char* k) -> std::uint64_t {
+          auto* v = ram->as_object().if_contains(k);
+          if (v && v->is_int64()) return static_cast<std::uint64_t>(std::max<std::int64_t>(0, v->as_int64()));
+          if (v && v->is_uint64()) return v->as_uint64();
+          return 0;
+        };
+        info.mem_total = num("total");
+        info.mem_remaining = num("remaining");
+        info.mem_processed = num("transferred");
+        info.data_total = info.mem_total;
+        info.data_remaining = info.mem_remaining;
+        info.data_processed = info.mem_processed;
+      }
+  } else if (job->feed_total) {
+    info.type = job_type::bounded;
+    info.data_total = job->feed_total;
+    info.data_processed = std::min(job->fed, job->feed_total);
+    info.data_remaining = job->feed_total - info.data_processed;
+  }
+  co_return info;
+}
+
+op<void> driver::abort_job(std::string_view name, diagnostics& diag) {
+  auto s = s_;
+  auto r = s->get(name, diag);
+  if (!r) co_return failure(r.error());
+  auto job = (*r)->job_now;
+  if (!job) co_return fail(diag, errc::operation_invalid, "no job is active on the domain");
+  if (job->operation == "restore") {
+    job->abort_requested = true;
+    co_return result<void>{};
+  }
+  if (!job->outgoing)
+    co_return fail(diag, errc::operation_invalid, "cannot abort " + job->operation + " job" +
+                                                      (job->operation == "migration in" ? "; use virDomainDestroy instead" : ""));
+  job->abort_requested = true;
+  std::string cmd = "migrate_cancel";
+  if (auto c = co_await s->call(job->rt, cmd, {}, diag, 5s); !c) co_return c.error();
+  co_return result<void>{};
+}
+
+// ------------------------------------------------------------------ migration
+
+op<std::string> driver::migrate_begin(std::string_view name, unsigned flags, diagnostics& diag) {
+  auto s = s_;
+  auto r = s->get(name, diag);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  if (flags & (migrate_flags::non_shared_disk | migrate_flags::non_shared_inc))
+    co_return fail(diag, errc::argument_unsupported, "migration of non-shared storage is not supported (both hosts must see the disks)");
+  if (d->job_now) co_return fail(diag, errc::operation_invalid, "domain has a " + d->job_now->operation + " job running");
+  if (d->state != domain_state::running && d->state != domain_state::paused)
+    co_return fail(diag, errc::operation_invalid, "domain is " + std::string(to_string(d->state)));
+  co_return format_domain_xml(d->def);
+}
+
+op<std::string> driver::migrate_prepare(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag) {
+  return state::cleanup_on_cancel<std::string>([s = s_, xml = std::string(xml), uri = std::string(uri), flags, &diag] {
+    return s->prepare_job(xml, uri, flags, diag);
+  });
+}
+
+op<std::string> driver::state::prepare_job(std::string_view xml, std::string_view uri_in, unsigned, diagnostics& diag) {
+  auto s = shared_from_this();
+  auto def = parse_domain_xml(xml, diag);
+  if (!def) co_return def.error();
+  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
+  apply_defaults(*def);
+  if (def->type != "qemu" && def->type != "kvm")
+    co_return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
+  // tcp://HOST[:PORT] (virsh --migrateuri) or QEMU's tcp:HOST:PORT; the default host is loopback.
+  std::string host = "127.0.0.1", port;
+  std::string_view u = uri_in;
+  if (!u.empty()) {
+    if (u.rfind("tcp://", 0) == 0) u.remove_prefix(6);
+    else if (u.rfind("tcp:", 0) == 0) u.remove_prefix(4);
+    else co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " is not tcp://HOST[:PORT]");
+    while (!u.empty() && u.back() == '/') u.remove_suffix(1);
+    std::string_view rest;
+    if (!u.empty() && u.front() == '[') {  // [IPv6]:PORT
+      auto close = u.find(']');
+      if (close == std::string_view::npos) co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad host");
+      host = std::string(u.substr(1, close - 1));
+      rest = u.substr(close + 1);
+    } else {
+      auto colon = u.find(':');
+      if (colon == std::string_view::npos) colon = u.size();
+      if (colon > 0) host = std::string(u.substr(0, colon));
+      rest = u.substr(colon);
+    }
+    if (!rest.empty()) {
+      if (rest.front() != ':') co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad host");
+      port = std::string(rest.substr(1));
+    }
+    if (host.find_first_of(",; \t\n'\"") != std::string::npos)
+      co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad host");
+    if (!port.empty() && (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoi(port) > 65535))
+      co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad port");
+  }
+  if (port.empty()) {
+    // A free port now; QEMU binds it a moment later (libvirt picks from a range the same way).
+    boost::system::error_code ec;
+    asio::ip::tcp::acceptor probe(ex);
+    auto addr = asio::ip::make_address(host, ec);
+    if (ec) addr = asio::ip::address_v4::any();
+    probe.open(addr.is_v6() ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), ec);
+    if (!ec) probe.bind({addr, 0}, ec);
+    if (ec) co_return fail(diag, errc::operation_failed, "cannot find a free port for the migration on " + host + ": " + ec.message());
+    port = std::to_string(probe.local_endpoint().port());
+  }
+  std::string qemu_uri = "tcp:" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
+  incoming_plan plan;
+  plan.uri = qemu_uri;
+  plan.migration = true;
+  auto r = co_await s->start_live(std::move(*def), true, std::move(plan), "migration", diag);
+  if (!r) co_return failure(r.error());
+  if (auto d = s->find(r->name)) {
+    auto job = std::make_shared<long_job>();
+    job->operation = "migration in";
+    job->rt = d->rt;
+    d->job_now = job;
+  }
+  co_return qemu_uri;
+}
+
+op<void> driver::migrate_perform(std::string_view name, std::string_view uri, const migrate_options& opt, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), uri = std::string(uri), opt, &diag] {
+    return s->perform_job(name, uri, opt, diag);
+  });
+}
+
+op<void> driver::state::perform_job(std::string_view name, std::string_view uri, migrate_options opt, diagnostics& diag) {
+  const unsigned flags = opt.flags;
+  auto s = shared_from_this();
+  job_guard g;
+  auto r = co_await s->begin_job(name, diag, g);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  auto rt = d->rt;
+  bool was_running = d->state == domain_state::running;
+  auto job = std::make_shared<long_job>();
+  job->operation = "migration out";
+  job->rt = rt;
+  job->outgoing = true;
+  d->job_now = job;
+  struct job_end {
+    dom_ptr d;
+    ~job_end() { d->job_now.reset(); }
+  } job_end{d};
+  auto resume = [&]() -> asio::awaitable<void> {
+    if (!was_running || d->rt != rt || rt->finished) co_return;
+    d->state = domain_state::running;  // before cont: the RESUME event is then no news
+    s->set_state(*d, domain_state::running, reason::running_migration_canceled);
+    diagnostics ignore;
+    std::string cont = "cont";
+    (void)co_await s->call(rt, cont, {}, ignore, 5s);
+    s->emit(*d, event_type::resumed, event_detail::resumed_migrated);
+  };
+  {
+    // QEMU's default cap is 128 MiB/s; libvirt lifts it unless asked for a cap.
+    json::object p;
+    p["max-bandwidth"] = opt.bandwidth_mib ? static_cast<std::int64_t>(std::min<std::uint64_t>(opt.bandwidth_mib, 1u << 20) << 20)
+                                           : std::int64_t{1} << 40;
+    diagnostics ignore;
+    std::string cmd = "migrate-set-parameters";
+    (void)co_await s->call(rt, cmd, std::move(p), ignore, 5s);
+  }
+  if (!(flags & migrate_flags::live) && was_running) {
+    rt->expect_stop = true;
+    std::string stop = "stop";
+    auto sr = co_await s->call(rt, stop, {}, diag);
+    rt->expect_stop = false;
+    if (!sr) co_return s->command_failed(d, rt, sr.error(), diag);
+    if (d->rt == rt) {
+      s->set_state(*d, domain_state::paused, reason::paused_migration);
+      s->emit(*d, event_type::suspended, event_detail::suspended_migrated);
+    }
+  }
+  json::object a;
+  a["uri"] = std::string(uri);
+  std::string migrate = "migrate";
+  auto mr = co_await s->call(rt, migrate, std::move(a), diag);
+  if (mr) mr = co_await s->wait_migration(rt, diag, 600s, "migration out", true);
+  if (!mr) {
+    error_code ec = mr.error() == errc::operation_aborted ? mr.error() : s->command_failed(d, rt, mr.error(), diag).ec;
+    co_await resume();
+    co_return failure(ec);
+  }
+  if (d->rt == rt && d->state != domain_state::paused) {
+    s->set_state(*d, domain_state::paused, reason::paused_migration);
+    s->emit(*d, event_type::suspended, event_detail::suspended_migrated);
+  }
+  // The guest now lives at the destination: keep the job until confirm says what becomes of this copy.
+  g.d.reset();
+  d->migration_held = true;
+  d->job_now.reset();
+  co_return result<void>{};
+}
+
+op<domain_ref> driver::migrate_finish(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
+  return state::cleanup_on_cancel<domain_ref>([s = s_, name = std::string(name), flags, ok, &diag] {
+    return s->finish_job(name, flags, ok, diag);
+  });
+}
+
+op<domain_ref> driver::state::finish_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
+  auto s = shared_from_this();
+  job_guard g;
+  auto r = co_await s->begin_job(name, diag, g);
+  if (!r) co_return failure(r.error());
+  dom_ptr d = *r;
+  d->job_now.reset();
+  if (!d->active() || !d->rt || d->reason != reason::paused_migration)
+    co_return fail(diag, errc::operation_invalid, "domain " + q(name) + " is not waiting for an incoming migration");
+  auto rt = d->rt;
+  auto drop = [&](std::string why) -> asio::awaitable<failure> {
+    rt->intent = stop_intent{reason::failed, event_detail::stopped_failed};
+    co_await s->kill(d, rt);
+    co_return fail(diag, errc::operation_failed, std::move(why));
+  };
+  if (!ok) co_return co_await drop("migration of domain " + q(name) + " did not complete at the source");
+  auto w = co_await s->wait_migration(rt, diag, 60s, "migration in", false);
+  if (!w) co_return co_await drop("incoming migration failed: " + std::string(diag.message()));
+  if (flags & migrate_flags::paused) {
+    s->set_state(*d, domain_state::paused, reason::paused_migration);
+  } else {
+    d->state = domain_state::running;  // before cont: the RESUME event is then no news
+    s->set_state(*d, domain_state::running, reason::running_migrated);
+    std::string cont = "cont";
+    if (auto c = co_await s->call(rt, cont, {}, diag); !c) co_return co_await drop("the migrated guest did not run: " + std::string(diag.message()));
+    s->emit(*d, event_type::resumed, event_detail::resumed_migrated);
+  }
+  if ((flags & migrate_flags::persist_dest) && !d->persistent) {
+    domain_config def = d->def;
+    for (auto& x : def.devices.interfaces) x.alias.clear();
+    for (auto& x : def.devices.disks) x.alias.clear();
+    if (auto sv = save_definition(s->dirs, def.name, format_domain_xml(def), diag); !sv) co_return sv.error();
+    d->next = std::move(def);
+    d->persistent = true;
+    rt->rec.extra["persistent"] = "1";
+    s->persist(*d);
+    s->emit(*d, event_type::defined, event_detail::defined_added);
+  }
+  co_return d->ref();
+}
+
+op<void> driver::migrate_confirm(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), flags, ok, &diag] {
+    return s->confirm_job(name, flags, ok, diag);
+  });
+}
+
+op<void> driver::state::confirm_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
+  auto s = shared_from_this();
+  dom_ptr d = s->find(name);
+  if (!d || !d->migration_held) co_return result<void>{};  // perform failed and already resumed the guest
+  d->migration_held = false;
+  job_guard g(d);  // perform's job, released here
+  auto rt = d->rt;
+  if (!rt || rt->finished) co_return result<void>{};
+  if (!ok) {
+    d->state = domain_state::running;
+    s->set_state(*d, domain_state::running, reason::running_migration_canceled);
+    std::string cont = "cont";
+    auto c = co_await s->call(rt, cont, {}, diag);
+    if (!c) co_return s->command_failed(d, rt, c.error(), diag);
+    s->emit(*d, event_type::resumed, event_detail::resumed_migrated);
+    co_return result<void>{};
+  }
+  rt->intent = stop_intent{reason::migrated, event_detail::stopped_migrated};
+  co_await s->kill(d, rt);
+  if ((flags & migrate_flags::undefine_source) && d->persistent && !d->active()) {
+    diagnostics ignore;
+    (void)remove_definition(s->dirs, d->def.name, ignore);
+    domain_ref ref = d->ref();
+    s->erase(d);
+    s->events.publish(ref, event_type::undefined, event_detail::undefined_removed);
+  }
+  co_return result<void>{};
+}
+
+// ------------------------------------------------------------------ a monitor that broke
+
+// The QMP connection ended while QEMU may still run: normally QEMU is exiting (the exit watcher
+// records that); if it still runs a moment later, its monitor is unusable (corrupt reply, closed
+// socket) and the guest can no longer be controlled: stop it, as libvirt does (shut off, failed).
+asio::awaitable<void> driver::state::monitor_lost(std::shared_ptr<state> s, dom_ptr d, std::shared_ptr<runtime> rt) {
+  asio::steady_timer t(s->ex, 1s);
+  (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (s->closed || rt->finished || d->rt != rt) co_return;
+  if (!rt->intent) rt->intent = stop_intent{reason::failed, event_detail::stopped_failed};
+  co_await stop_guest(s, d, rt);
+}
+
 }  // namespace covirt::qemu

@@ -7,6 +7,7 @@
 #include <covirt/timeout.hpp>
 
 #include "common/qemu_guests.hpp"
+#include "common/tiny_guest.hpp"
 #include "common/run.hpp"
 
 #include <catch2/catch.hpp>
@@ -44,70 +45,6 @@ namespace reason = covirt::reason;
 namespace detail_ = covirt::event_detail;
 
 constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
-const std::string up_line = "covirt-tiny-guest: up";
-const std::string off_line = "covirt-tiny-guest: powering off";
-
-// The tiny guest, built (or found in the cache) once per process. Fails loudly: no silent skip.
-struct tiny_guest {
-  fs::path kernel, initrd;
-};
-
-const tiny_guest& guest_image() {
-  static std::optional<tiny_guest> built;
-  static std::string failure;
-  if (!built && failure.empty()) {
-    const char* root = std::getenv("COVIRT_SOURCE_ROOT");
-    const char* cache = std::getenv("COVIRT_GUEST_CACHE");
-    fs::path out = cache && *cache ? fs::path(cache) : fs::path("/var/cache/covirt/tiny-guest");
-    if (!root || !*root) {
-      failure = "COVIRT_SOURCE_ROOT is not set (it must name the covirt source tree)";
-    } else {
-      fs::path script = fs::path(root) / "tests" / "guest" / "build-tiny-guest";
-      std::string cmd = "'" + script.string() + "' '" + out.string() + "' >/dev/null";
-      auto t0 = std::chrono::steady_clock::now();
-      int rc = std::system(cmd.c_str());
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "[qemu_guest] build-tiny-guest: status %d, %lld ms\n", rc, static_cast<long long>(ms));
-      tiny_guest g{out / "vmlinuz", out / "initrd.img"};
-      if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0)
-        failure = "'" + cmd + "' failed (status " + std::to_string(rc) + "); see its stderr above";
-      else if (!fs::exists(g.kernel) || !fs::exists(g.initrd))
-        failure = "build-tiny-guest succeeded but " + g.kernel.string() + " or " + g.initrd.string() + " is missing";
-      else
-        built = g;
-    }
-  }
-  if (!built) FAIL("cannot build the tiny guest: " << failure);
-  return *built;
-}
-
-
-std::string tiny_xml(const std::string& name, const guest_dir& dir, const std::string& on_poweroff = "") {
-  const auto& g = guest_image();
-  std::string lifecycle = on_poweroff.empty() ? "" : "<on_poweroff>" + on_poweroff + "</on_poweroff>";
-  return "<domain type='qemu'><name>" + name +
-         "</name><memory unit='MiB'>128</memory>"
-         "<os><type arch='x86_64' machine='q35'>hvm</type><kernel>" +
-         g.kernel.string() + "</kernel><initrd>" + g.initrd.string() +
-         "</initrd><cmdline>console=ttyS0 quiet</cmdline></os>"
-         "<features><acpi/></features>" +
-         lifecycle +
-         "<devices><serial type='file'><source path='" + dir.serial_log().string() +
-         "'/><target port='0'/></serial></devices></domain>";
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-std::size_t count_of(const std::string& hay, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = hay.find(needle); pos != std::string::npos; pos = hay.find(needle, pos + needle.size())) ++n;
-  return n;
-}
 
 
 long long ms_since(std::chrono::steady_clock::time_point t0) {
@@ -116,16 +53,6 @@ long long ms_since(std::chrono::steady_clock::time_point t0) {
 
 
 // Polls the serial log every 50 ms until it holds at least `n` "up" lines; false after `limit`.
-asio::awaitable<bool> wait_up(const guest_dir& dir, std::size_t n, std::chrono::milliseconds limit = 30s) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  auto end = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    if (count_of(slurp(dir.serial_log()), up_line) >= n) co_return true;
-    if (std::chrono::steady_clock::now() > end) co_return false;
-    t.expires_after(50ms);
-    co_await t.async_wait(asio::use_awaitable);
-  }
-}
 
 // Every event until one of type `t` (included), within `limit`; the last is not `t` on timeout.
 asio::awaitable<std::vector<covirt::domain_event>> events_until(covirt::event_stream& st, event_type t,

@@ -66,7 +66,7 @@ public:
   virtual op<void> abort_job(std::string_view, diagnostics&) = 0;
   virtual op<std::string> migrate_begin(std::string_view, unsigned, diagnostics&) = 0;
   virtual op<std::string> migrate_prepare(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
-  virtual op<void> migrate_perform(std::string_view, std::string_view, unsigned, diagnostics&) = 0;
+  virtual op<void> migrate_perform(std::string_view, std::string_view, const migrate_options&, diagnostics&) = 0;
   virtual op<domain_ref> migrate_finish(std::string_view, unsigned, bool, diagnostics&) = 0;
   virtual op<void> migrate_confirm(std::string_view, unsigned, bool, diagnostics&) = 0;
 };
@@ -218,8 +218,8 @@ public:
     if constexpr (can_migrate<D>) return d_.migrate_prepare(x, u, f, g);
     else return unsupported<std::string>(g, d_.type_name(), "virDomainMigratePrepare3");
   }
-  op<void> migrate_perform(std::string_view n, std::string_view u, unsigned f, diagnostics& g) override {
-    if constexpr (can_migrate<D>) return d_.migrate_perform(n, u, f, g);
+  op<void> migrate_perform(std::string_view n, std::string_view u, const migrate_options& o, diagnostics& g) override {
+    if constexpr (can_migrate<D>) return d_.migrate_perform(n, u, o, g);
     else return unsupported<void>(g, d_.type_name(), "virDomainMigratePerform3");
   }
   op<domain_ref> migrate_finish(std::string_view n, unsigned f, bool ok, diagnostics& g) override {

@@ -60,6 +60,11 @@ result<std::vector<std::string>> build_argv(const domain_config& d, const argv_o
 /// the form `virsh domxml-to-native qemu-argv` prints, without the environment prefix.
 std::string argv_to_shell(const std::vector<std::string>& argv);
 
+/// libvirt's virDiskNameToIndex: "vda" -> 0, "sdb" -> 1, "hdaa" -> 26; nullopt for a name
+/// without a known prefix (vd, sd, hd, xvd, fd, ubd) and letters a-z. Disk device ids use it
+/// ("virtio-disk<index>").
+std::optional<unsigned> disk_target_index(std::string_view dev);
+
 /// QEMU's escaping of a value inside a comma-separated option: each ',' doubled.
 std::string escape_opt_value(std::string_view value);
 

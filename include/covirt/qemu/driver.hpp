@@ -101,7 +101,7 @@ public:
   /// Migration phases (see covirt::can_migrate); the stream goes over TCP, QEMU to QEMU.
   op<std::string> migrate_begin(std::string_view name, unsigned flags, diagnostics& diag);
   op<std::string> migrate_prepare(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag);
-  op<void> migrate_perform(std::string_view name, std::string_view uri, unsigned flags, diagnostics& diag);
+  op<void> migrate_perform(std::string_view name, std::string_view uri, const migrate_options& opt, diagnostics& diag);
   op<domain_ref> migrate_finish(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
   op<void> migrate_confirm(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
 
