@@ -105,6 +105,9 @@ struct runtime {
   asio::cancellation_signal cancel_exit;
   // device_del sent, DEVICE_DELETED not yet seen: device id -> the detach call waiting for it
   std::map<std::string, std::shared_ptr<asio::steady_timer>> unplugs;
+  // The balloon's size as QEMU last said (query-balloon, then BALLOON_CHANGE events): get_info
+  // answers from it, as libvirt does, instead of asking QEMU every time.
+  std::optional<std::uint64_t> balloon_kib;
 };
 
 // The long job running on a domain (save, restore, dump, migration), for get_job_info/abort_job.
@@ -529,6 +532,9 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     } else if (n == "SUSPEND_DISK") {
       rt->intent = stop_intent{reason::saved, event_detail::stopped_saved};
       emit(*d, event_type::pmsuspended, event_detail::pmsuspended_disk);
+    } else if (n == "BALLOON_CHANGE") {
+      if (auto* a = ev.data.if_contains("actual"); a && a->is_int64() && a->as_int64() >= 0)
+        rt->balloon_kib = static_cast<std::uint64_t>(a->as_int64()) / 1024;
     } else if (n == "DEVICE_DELETED") {
       // A hot-unplug the guest completed (maybe long after detach_device returned).
       std::string id;
@@ -713,6 +719,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     // Wait for the monitor: QEMU creates its socket early, but a start error makes it exit first.
     auto until = std::chrono::steady_clock::now() + start_limit;
     asio::steady_timer pause(ex);
+    std::chrono::steady_clock::duration poll_every = 2ms;
     bool connected = false;
     for (;;) {
       if (rt->proc.has_exited()) {
@@ -732,7 +739,9 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
         }
       }
       if (std::chrono::steady_clock::now() > until) break;
-      pause.expires_after(20ms);
+      // QEMU makes its socket within tens of milliseconds of exec: look often at first.
+      pause.expires_after(poll_every);
+      poll_every = std::min<std::chrono::steady_clock::duration>(poll_every * 2, 20ms);
       auto [pec] = co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
       if (pec || co_await caller_cancelled()) {
         co_await abandon();
@@ -1386,13 +1395,17 @@ op<domain_info> driver::get_info(std::string_view name, diagnostics& diag) {
       info.cpu_time_ns = (ut + st) * (1000000000ull / static_cast<unsigned long long>(hz));
     }
   }
-  if (has_balloon(def) && rt->mon.is_open() && d->state == domain_state::running) {
+  if (has_balloon(def) && rt->balloon_kib) {
+    info.memory_kib = *rt->balloon_kib;
+  } else if (has_balloon(def) && rt->mon.is_open() && d->state == domain_state::running) {
     diagnostics ignore;
     std::string cmd = "query-balloon";
     auto b = co_await s->call(rt, cmd, {}, ignore, 5s);
     if (b && b->is_object())
-      if (auto* a = b->as_object().if_contains("actual"); a && a->is_int64())
+      if (auto* a = b->as_object().if_contains("actual"); a && a->is_int64()) {
         info.memory_kib = static_cast<std::uint64_t>(a->as_int64()) / 1024;
+        rt->balloon_kib = info.memory_kib;
+      }
   }
   info.state = d->state;
   co_return info;
@@ -1466,6 +1479,7 @@ op<void> driver::set_memory(std::string_view name, std::uint64_t kib, unsigned f
     json::object a;
     a["value"] = static_cast<std::int64_t>(kib * 1024);
     std::string cmd = "balloon";
+    rt->balloon_kib.reset();  // the guest moves it now; the next get_info asks again
     auto res = co_await s->call(rt, cmd, std::move(a), diag);
     if (!res) co_return s->command_failed(d, rt, res.error(), diag);
     if (d->rt == rt) d->def.current_memory_kib = kib;

@@ -48,9 +48,11 @@ std::string disk_xml(const fs::path& file, const std::string& dev, const std::st
 
 const std::string nic_xml = "<interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/></interface>";
 
-// What QEMU itself says is plugged in (query-pci through the monitor passthrough).
+// What QEMU itself says is plugged in: its user-created devices by id (qom-list through the
+// monitor passthrough; query-pci would miss devices behind a root port the firmware has not
+// numbered yet).
 asio::awaitable<std::string> pci_of(covirt::connection& c, const std::string& name) {
-  std::string cmd = R"({"execute":"query-pci"})";
+  std::string cmd = R"({"execute":"qom-list","arguments":{"path":"/machine/peripheral"}})";
   co_return co_await c.async_qemu_monitor_command(name, cmd);
 }
 

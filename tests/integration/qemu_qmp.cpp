@@ -60,6 +60,18 @@ bool is_str(const json::value& v, std::string_view s) { return v.is_string() && 
 json::object obj(std::string_view text) { return json::parse(text).as_object(); }
 bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
+// A probe: whether a unix socket accepts connections yet (QEMU then serves the next client).
+bool accepts(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
 // ---- a QEMU process for one test: started in a temp dir, killed (SIGKILL + waitpid) at the end
 struct qemu_process {
   std::string dir, sock;
@@ -91,7 +103,8 @@ struct qemu_process {
     auto limit = clock_type::now() + 10s;
     for (;;) {
       struct stat st {};
-      if (::stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) break;
+      // The file exists from bind(), the socket accepts from listen(): wait for both.
+      if (::stat(sock.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && accepts(sock)) break;
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         pid = -1;

@@ -64,10 +64,12 @@ result<void> check_name_for_file(std::string_view name, diagnostics& diag);
 result<domain_files> files_for(const paths& p, std::string_view name, diagnostics& diag);
 
 /// Replaces `p` atomically: writes a temporary file in the same directory (O_EXCL, `mode`),
-/// fsyncs it, renames it over `p`, fsyncs the directory. On any failure the old file is
-/// intact and the temporary removed. Errors: `errc::write_failed` (with the OS's reason).
+/// fsyncs it (when `durable`), renames it over `p`, fsyncs the directory (when `durable`). On any
+/// failure the old file is intact and the temporary removed. Without `durable` the replacement is
+/// still atomic for readers and against a crash of this program, not against a power loss.
+/// Errors: `errc::write_failed` (with the OS's reason).
 result<void> write_file_atomic(const std::filesystem::path& p, std::string_view content, diagnostics& diag,
-                               unsigned mode = 0600);
+                               unsigned mode = 0600, bool durable = true);
 
 /// Reads a whole file of at most `max_bytes`. Errors: `errc::read_failed` (missing, unreadable,
 /// or larger than `max_bytes`).
@@ -97,7 +99,7 @@ struct runtime_record {
 /// This boot's id (/proc/sys/kernel/random/boot_id), "" if unavailable.
 std::string current_boot_id();
 
-/// Writes STATE/NAME.json atomically. Errors: `errc::invalid_arg` (bad name), `errc::write_failed`.
+/// Writes STATE/NAME.json atomically (not durably: see the comment in state.cpp). Errors: `errc::invalid_arg` (bad name), `errc::write_failed`.
 result<void> save_runtime(const paths& p, const runtime_record& r, diagnostics& diag);
 /// Reads STATE/NAME.json; nullopt when there is none. Errors: `errc::invalid_arg` (bad name),
 /// `errc::read_failed`, `errc::parse_failed` (corrupt JSON or missing fields).
