@@ -88,6 +88,7 @@ op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_onl
     co_return r;
   };
   auto xml = co_await src.migrate_begin(name, opt.flags, diag);
+  if (!xml && xml.error() == errc::no_support) diag.assign("virDomainMigrate3");  // virsh names the public call
   if (!xml) co_return co_await done(result<domain_ref>(failure(xml.error())));
   auto uri = co_await dst->migrate_prepare(*xml, opt.uri, opt.flags, diag);
   if (!uri) co_return co_await done(result<domain_ref>(failure(uri.error())));

@@ -101,6 +101,7 @@ struct runtime {
   runtime_record rec;
   std::optional<stop_intent> intent;  // set by destroy, guest shutdown, panic
   bool expect_stop = false;           // a suspend job has sent `stop`
+  bool fake_reboot = false;           // reboot asked the guest to power off: reset it when it does
   bool finished = false;              // the stop has been recorded
   asio::cancellation_signal cancel_exit;
   // device_del sent, DEVICE_DELETED not yet seen: device id -> the detach call waiting for it
@@ -360,7 +361,8 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
 
   // After a failed command: a guest that went away is "not running", anything else is QEMU's error.
   // A running domain's job that is one QMP command with no arguments (system_powerdown, system_reset).
-  op<void> simple_command(std::string_view name, std::string cmd, diagnostics& diag);
+  // reboot: the command is the power button, and the guest's power-off becomes a reset.
+  op<void> simple_command(std::string_view name, std::string cmd, diagnostics& diag, bool reboot = false);
 
   failure command_failed(const dom_ptr& d, const std::shared_ptr<runtime>& rt, error_code ec, diagnostics& diag) {
     if (d->rt != rt || rt->finished) return fail(diag, errc::operation_invalid, "domain is not running");
@@ -376,8 +378,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     auto& rec = d.rt->rec;
     rec.extra["state"] = std::to_string(static_cast<int>(d.state));
     rec.extra["reason"] = std::to_string(d.reason);
-    diagnostics ignore;
-    (void)save_runtime(dirs, rec, ignore);
+    save_runtime_later(dirs, rec);  // a state change must not wait for the disk
   }
 
   void set_state(dom& d, domain_state st, int r) {
@@ -498,6 +499,14 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       if (auto* g = ev.data.if_contains("guest"); g && g->is_bool()) guest = g->as_bool();
       if (auto* r = ev.data.if_contains("reason"); r && r->is_string()) why = r->as_string();
       bool panic = why == "guest-panic";
+      if (guest && !panic && rt->fake_reboot) {
+        rt->fake_reboot = false;
+        diagnostics ignore;
+        std::string reset = "system_reset", cont = "cont";
+        (void)co_await call(rt, reset, {}, ignore, 5s);
+        (void)co_await call(rt, cont, {}, ignore, 5s);
+        co_return;
+      }
       const std::string& action = panic ? d->def.on_crash : d->def.on_poweroff;
       emit(*d, event_type::shutdown, event_detail::shutdown_finished);
       if (!guest) {
@@ -567,7 +576,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     asio::steady_timer pause(ex);
     bool cancelling = false;
     auto aborted = [&] {
-      return fail(diag, errc::operation_aborted, "operation aborted: " + std::string(what) + " job: canceled by client");
+      return fail(diag, errc::operation_aborted, std::string(what) + " job: canceled by client");
     };
     auto cancel = [&]() -> asio::awaitable<void> {
       cancelling = true;
@@ -637,7 +646,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     std::vector<char> buf(1 << 20);
     for (;;) {
       if (job->abort_requested || co_await caller_cancelled())
-        co_return fail(diag, errc::operation_aborted, "operation aborted: restore job: canceled by client");
+        co_return fail(diag, errc::operation_aborted, "restore job: canceled by client");
       // A regular file from the page cache: a short blocking read, then an async write.
       in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
       auto n = static_cast<std::size_t>(in.gcount());
@@ -646,7 +655,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), n),
                                                 asio::as_tuple(deadline.bind(asio::use_awaitable)));
       if (ec) {
-        if (job->abort_requested) co_return fail(diag, errc::operation_aborted, "operation aborted: restore job: canceled by client");
+        if (job->abort_requested) co_return fail(diag, errc::operation_aborted, "restore job: canceled by client");
         co_return fail(diag, errc::operation_failed,
                        deadline.expired() ? std::string("QEMU stopped reading the saved state")
                                           : "QEMU stopped reading the saved state: " + ec.message());
@@ -1300,7 +1309,7 @@ op<void> driver::destroy(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<void> driver::state::simple_command(std::string_view name, std::string cmd, diagnostics& diag) {
+op<void> driver::state::simple_command(std::string_view name, std::string cmd, diagnostics& diag, bool reboot) {
   auto s = shared_from_this();  // the job may outlive the driver object
   state::job_guard g;
   auto r = co_await s->begin_job(name, diag, g);
@@ -1308,8 +1317,12 @@ op<void> driver::state::simple_command(std::string_view name, std::string cmd, d
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
   auto rt = d->rt;
+  if (reboot) rt->fake_reboot = true;
   auto res = co_await s->call(rt, cmd, {}, diag);
-  if (!res) co_return s->command_failed(d, rt, res.error(), diag);
+  if (!res) {
+    rt->fake_reboot = false;
+    co_return s->command_failed(d, rt, res.error(), diag);
+  }
   co_return result<void>{};
 }
 
@@ -1318,9 +1331,11 @@ op<void> driver::shutdown(std::string_view name, diagnostics& diag) {
   return s_->simple_command(name, "system_powerdown", diag);
 }
 
-// Without a guest agent or ACPI cooperation, a reset is the reboot that always works.
+// libvirt's reboot without a guest agent: the ACPI power button, and when the guest has shut
+// down, a reset and cont instead of a stop (its "fake reboot"): the guest's OS reboots cleanly,
+// the process and id stay. A guest that ignores the button does not reboot (as with libvirt).
 op<void> driver::reboot(std::string_view name, diagnostics& diag) {
-  return s_->simple_command(name, "system_reset", diag);
+  return s_->simple_command(name, "system_powerdown", diag, true);
 }
 
 op<void> driver::suspend(std::string_view name, diagnostics& diag) {
@@ -1611,9 +1626,12 @@ op<void> driver::state::save_job(std::string_view name, std::string path, diagno
     if (d->rt != rt || rt->finished) co_return;
     rt->intent.reset();
     if (was_running) {
+      bool was_paused = d->state == domain_state::paused;
+      s->set_state(*d, domain_state::running, reason::running_save_canceled);  // before cont: RESUME is no news
       diagnostics ignore;
       std::string cont = "cont";
       (void)co_await s->call(rt, cont, {}, ignore, 5s);
+      if (was_paused) s->emit(*d, event_type::resumed, event_detail::resumed_unpaused);
     }
   };
   if (was_running) {

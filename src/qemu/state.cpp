@@ -4,6 +4,11 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -360,18 +365,102 @@ constexpr std::size_t max_record_bytes = 16 * 1024 * 1024;
 constexpr std::size_t max_definition_bytes = 16 * 1024 * 1024;
 }  // namespace
 
+namespace {
+
+// Runtime records written off the caller's thread, in order, the latest content per file only.
+// A file system write can take milliseconds (ext4, a busy disk); the drivers run on an
+// io_context that must not wait for it. Synchronous writes and removals of a file first drop
+// what is queued for it and wait for a write of it in progress, so the queue never brings back
+// an older record; readers drain the queue first, so they see every record written before.
+class record_writer {
+public:
+  static record_writer& get() {
+    static record_writer w;
+    return w;
+  }
+  void post(std::string path, std::string content) {
+    std::lock_guard lk(mu_);
+    if (!started_) {
+      worker_ = std::thread([this] { run(); });
+      started_ = true;
+    }
+    auto [it, fresh] = pending_.insert_or_assign(path, std::move(content));
+    if (fresh) order_.push_back(std::move(path));
+    cv_.notify_all();
+  }
+  // Drops what is queued for `path` and waits for a write of it in progress. Only the calling
+  // thread queues writes of a given record, so none starts again before its own write or removal.
+  void claim(const std::string& path) {
+    std::unique_lock lk(mu_);
+    if (pending_.erase(path)) order_.erase(std::find(order_.begin(), order_.end(), path));
+    cv_.wait(lk, [&] { return writing_ != path; });
+  }
+  void drain() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return order_.empty() && writing_.empty(); });
+  }
+  ~record_writer() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+      cv_.notify_all();
+    }
+    if (worker_.joinable()) worker_.join();  // after writing what was queued
+  }
+
+private:
+  void run() {
+    std::unique_lock lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || !order_.empty(); });
+      if (order_.empty()) return;  // stopping, nothing left
+      std::string path = std::move(order_.front());
+      order_.pop_front();
+      auto node = pending_.extract(path);
+      writing_ = path;
+      lk.unlock();
+      diagnostics ignore;  // nobody waits for the answer; the next write or the reader will tell
+      (void)write_file_atomic(path, node.mapped(), ignore, 0600, false);
+      lk.lock();
+      writing_.clear();
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::string> pending_;
+  std::deque<std::string> order_;
+  std::string writing_;  // the file being written now, if any
+  bool stop_ = false, started_ = false;
+  std::thread worker_;
+};
+
+}  // namespace
+
+void save_runtime_later(const paths& p, const runtime_record& r) {
+  diagnostics ignore;
+  auto f = files_for(p, r.name, ignore);
+  if (!f) return;
+  record_writer::get().post(f->runtime.string(), runtime_to_json(r));
+}
+
+void flush_runtime_writes() { record_writer::get().drain(); }
+
 result<void> save_runtime(const paths& p, const runtime_record& r, diagnostics& diag) {
   auto f = files_for(p, r.name, diag);
   if (!f) return f.error();
   // No fsync: a runtime record describes processes that a power loss kills anyway (a record
   // from an earlier boot is stale by its boot id), and rename() alone is atomic against a crash
   // of this program. The fsyncs cost 0.6 ms or more per state change on ext4.
-  return write_file_atomic(f->runtime, runtime_to_json(r), diag, 0600, false);
+  std::string text = runtime_to_json(r);
+  record_writer::get().claim(f->runtime.string());
+  return write_file_atomic(f->runtime, text, diag, 0600, false);
 }
 
 result<std::optional<runtime_record>> load_runtime(const paths& p, std::string_view name, diagnostics& diag) {
   auto f = files_for(p, name, diag);
   if (!f) return f.error();
+  flush_runtime_writes();
   auto text = read_file_if_exists(f->runtime, max_record_bytes, diag);
   if (!text) return text.error();
   if (!*text) return std::optional<runtime_record>();
@@ -389,6 +478,7 @@ result<std::optional<runtime_record>> load_runtime(const paths& p, std::string_v
 result<void> remove_runtime(const paths& p, std::string_view name, diagnostics& diag) {
   auto f = files_for(p, name, diag);
   if (!f) return f.error();
+  record_writer::get().claim(f->runtime.string());
   if (::unlink(f->runtime.c_str()) < 0 && errno != ENOENT)
     return fail(diag, errc::write_failed, "cannot remove '" + f->runtime.string() + "': " + errno_text(errno));
   return {};
@@ -421,6 +511,7 @@ result<std::vector<std::string>> names_in(const fs::path& dir, std::string_view 
 }  // namespace
 
 result<std::vector<runtime_record>> list_runtime(const paths& p, diagnostics& diag, std::vector<std::string>* problems) {
+  flush_runtime_writes();
   auto names = names_in(p.state_dir, ".json", diag);
   if (!names) return names.error();
   std::vector<runtime_record> out;

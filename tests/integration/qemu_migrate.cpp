@@ -302,6 +302,7 @@ TEST_CASE("qemu jobs: save and restore report progress; abort and cancel leave t
           CHECK(res.index() == 1);
           auto st = co_await conn.async_get_state("jb");
           CHECK(st.state == domain_state::running);
+          CHECK(st.reason == reason::running_save_canceled);
           CHECK_FALSE(fs::exists(f2));
           auto j = co_await conn.async_get_job_info("jb");
           CHECK(j.type == job_type::none);

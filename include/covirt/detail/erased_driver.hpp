@@ -78,8 +78,9 @@ op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_onl
 /// An operation the driver lacks: libvirt's VIR_ERR_NO_SUPPORT.
 template <class T>
 op<T> unsupported(diagnostics& diag, std::string_view driver, const char* what) {
-  co_return fail(diag, errc::no_support, std::string("this function is not supported by the connection driver: ") + what +
-                                             " (" + std::string(driver) + ")");
+  // what() then reads as libvirt's: "this function is not supported by the connection driver: virDomainSave".
+  (void)driver;
+  co_return fail(diag, errc::no_support, what);
 }
 
 template <driver D>

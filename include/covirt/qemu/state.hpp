@@ -101,6 +101,13 @@ std::string current_boot_id();
 
 /// Writes STATE/NAME.json atomically (not durably: see the comment in state.cpp). Errors: `errc::invalid_arg` (bad name), `errc::write_failed`.
 result<void> save_runtime(const paths& p, const runtime_record& r, diagnostics& diag);
+/// Queues the same write for a background thread (process-wide, one file at a time, only the
+/// latest content of each file): for state changes that must not wait for the disk. A later
+/// save_runtime or remove_runtime of the file drops it; load_runtime and list_runtime wait for
+/// the queue first. Failures are not reported (the next write or a reader will see them).
+void save_runtime_later(const paths& p, const runtime_record& r);
+/// Waits until every queued runtime record is written.
+void flush_runtime_writes();
 /// Reads STATE/NAME.json; nullopt when there is none. Errors: `errc::invalid_arg` (bad name),
 /// `errc::read_failed`, `errc::parse_failed` (corrupt JSON or missing fields).
 result<std::optional<runtime_record>> load_runtime(const paths& p, std::string_view name, diagnostics& diag);
