@@ -32,12 +32,15 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <variant>
 #include <set>
 #include <sstream>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -945,16 +948,73 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
 };
 
 driver::driver(asio::any_io_executor ex) : s_(std::make_shared<state>()) { s_->ex = std::move(ex); }
+namespace {
+
+// The state every connection to one set of directories shares in this program. The last
+// connection to let go closes the QMP connections (the guests keep running) and the lock.
+struct driver_share {
+  std::shared_ptr<driver::state> s;
+  int lock_fd = -1;
+  std::string key;
+  ~driver_share();
+};
+
+struct share_registry {
+  std::mutex mu;
+  std::map<std::string, std::weak_ptr<driver_share>> by_dirs;
+};
+
+share_registry& shares() {
+  static share_registry r;
+  return r;
+}
+
+// An advisory lock on the state directory, held while this program manages its guests: a second
+// program would fight this one for each QEMU's single monitor connection.
+result<int> lock_state_dir(const paths& p, diagnostics& diag) {
+  fs::path lock = p.state_dir / "driver.lock";
+  int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(diag, errc::system_error, "cannot open " + q(lock.string()) + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = errno;
+    char buf[32] = {};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == '\r')) pid.pop_back();
+    std::string who = pid.empty() ? "" : " (pid " + pid + ")";
+    if (e == EWOULDBLOCK)
+      return fail(diag, errc::resource_busy,
+                  "the guests of " + q(p.state_dir.string()) + " are managed by another program" + who +
+                      "; QEMU's monitor serves one client at a time, so use that program (or its connection)");
+    return fail(diag, errc::system_error, "cannot lock " + q(lock.string()) + ": " + std::strerror(e));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, pid.data(), pid.size(), 0);
+  return fd;
+}
+
+driver_share::~driver_share() {
+  if (s) s->close_all();
+  if (lock_fd >= 0) ::close(lock_fd);
+  auto& r = shares();
+  std::lock_guard lk(r.mu);
+  if (auto it = r.by_dirs.find(key); it != r.by_dirs.end() && it->second.expired()) r.by_dirs.erase(it);
+}
+
+}  // namespace
+
 driver::driver(driver&&) noexcept = default;
 driver& driver::operator=(driver&& o) noexcept {
   if (this != &o) {
-    if (s_) s_->close_all();
+    if (s_ && !share_) s_->close_all();
+    share_ = std::move(o.share_);
     s_ = std::move(o.s_);
   }
   return *this;
 }
 driver::~driver() {
-  if (s_) s_->close_all();
+  if (s_ && !share_) s_->close_all();  // never opened; an opened one closes with its share
 }
 
 asio::any_io_executor driver::get_executor() const noexcept { return s_->ex; }
@@ -968,6 +1028,29 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
                    "qemu:///system needs root; use qemu:///session to manage this user's own guests");
   auto p = resolve_paths(u, diag);
   if (!p) co_return p.error();
+  // Another connection of this program to the same directories: share its state.
+  std::error_code fec;
+  fs::create_directories(p->state_dir, fec);
+  std::string key = fs::weakly_canonical(p->state_dir, fec).string() + "\n" + fs::weakly_canonical(p->config_dir, fec).string();
+  {
+    auto& r = shares();
+    std::lock_guard lk(r.mu);
+    if (auto it = r.by_dirs.find(key); it != r.by_dirs.end())
+      if (auto sh = it->second.lock()) {
+        if (sh->s->ex != s->ex)
+          co_return fail(diag, errc::resource_busy,
+                         "the guests of " + q(p->state_dir.string()) +
+                             " are managed by a connection on another executor of this program; open this one on that executor");
+        s_ = sh->s;
+        share_ = sh;
+        co_return result<void>{};
+      }
+  }
+  auto lock = lock_state_dir(*p, diag);
+  if (!lock) co_return lock.error();
+  auto share = std::make_shared<driver_share>();
+  share->lock_fd = *lock;
+  share->key = key;
   s->dirs = std::move(*p);
   auto names = list_definitions(s->dirs, diag);
   if (!names) co_return names.error();
@@ -989,6 +1072,13 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
   if (recs)
     for (auto& r : *recs) co_await s->reattach(std::move(r));
   s->is_open = true;
+  share->s = s;
+  share_ = share;
+  {
+    auto& r = shares();
+    std::lock_guard lk(r.mu);
+    r.by_dirs[key] = share;
+  }
   for (auto& [n, d] : std::map(s->doms)) {
     if (!d->autostart || d->active() || !d->persistent) continue;
     state::job_guard g;
@@ -1006,7 +1096,8 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
 }
 
 op<void> driver::close() {
-  s_->close_all();
+  if (!share_) s_->close_all();
+  share_.reset();  // the last connection to these directories closes their state
   co_return result<void>{};
 }
 

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -434,4 +435,56 @@ TEST_CASE("qemu driver: balloon and autostart", "[qemu_driver]") {
     CHECK(ec == errc::invalid_arg);
     co_await conn.async_destroy("a1");
   });
+}
+
+TEST_CASE("qemu driver: connections to the same directories share one state; another program is refused",
+          "[qemu_driver]") {
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto rw = co_await open_connection(ex, dir.uri());
+    co_await rw.async_define_xml(guest_xml("sh1"));
+    co_await rw.async_create("sh1");
+
+    // A second connection (read-only here) opens at once and sees the same guests and events:
+    // it does not wait for QEMU's single monitor connection, which the first one holds.
+    auto t0 = std::chrono::steady_clock::now();
+    auto ro = co_await open_connection(ex, dir.uri(), covirt::open_flags::read_only);
+    CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+    auto events = ro.subscribe("sh1");
+    co_await rw.async_suspend("sh1");
+    auto ev = co_await wait_event(events, event_type::suspended, 5000ms);
+    CHECK(ev.has_value());
+    auto st = co_await ro.async_get_state("sh1");
+    CHECK(st.state == domain_state::paused);
+    std::string status_cmd = R"({"execute":"query-status"})";
+    diagnostics diag;
+    auto [e0, r0] = co_await ro.async_qemu_monitor_command("sh1", status_cmd, diag, tuple);
+    CHECK(e0 == errc::operation_denied);  // read-only, whatever it shares
+
+    // Closing one leaves the other working.
+    co_await ro.async_close();
+    co_await rw.async_resume("sh1");
+    std::string status = co_await rw.async_qemu_monitor_command("sh1", status_cmd);
+    CHECK(status.find("\"running\"") != std::string::npos);
+
+    // Another program on the same directories is told who has them (here covirt-sh).
+    const char* sh = std::getenv("COVIRT_SH");
+    REQUIRE(sh);
+    fs::path out = dir.path / "sh.out";
+    std::string cmd = std::string("'") + sh + "' -c '" + dir.uri() + "' list > '" + out.string() + "' 2>&1";
+    int rc = std::system(cmd.c_str());
+    CHECK(WIFEXITED(rc));
+    CHECK(WEXITSTATUS(rc) == 1);
+    std::ifstream in(out);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    INFO(text);
+    CHECK(text.find("managed by another program (pid " + std::to_string(::getpid()) + ")") != std::string::npos);
+    CHECK(co_await rw.async_is_active("sh1"));
+    co_await rw.async_destroy("sh1");
+  });
+  // Once this program let go, another one may take them.
+  const char* sh = std::getenv("COVIRT_SH");
+  std::string cmd = std::string("'") + sh + "' -c '" + dir.uri() + "' list > /dev/null 2>&1";
+  int rc = std::system(cmd.c_str());
+  CHECK(WEXITSTATUS(rc) == 0);
 }

@@ -7,6 +7,11 @@
 // (or the connection) closes the QMP sockets and leaves the guests running; a new driver on
 // the same directories re-attaches to them (same ids) and drops records whose process is gone.
 //
+// Several connections to the same directories in one program (say a read-only one beside a
+// read-write one) share one driver state, as two libvirt connections share one daemon: the same
+// QMP connections, jobs and events. Another program on the same directories is refused with
+// errc::resource_busy while this one holds them (QEMU's monitor serves one client at a time).
+//
 // Operations on one domain are serialized (one job at a time per domain); operations on
 // different domains run concurrently. Lifecycle events come from QMP events (STOP, RESUME,
 // SHUTDOWN, GUEST_PANICKED, SUSPEND, WAKEUP) and from the QEMU process exit (pidfd).
@@ -109,6 +114,7 @@ public:
 
 private:
   std::shared_ptr<state> s_;
+  std::shared_ptr<void> share_;  // this driver's hold on a state shared by every connection to its directories
 };
 
 static_assert(covirt::driver<driver>);
