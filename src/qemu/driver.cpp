@@ -125,6 +125,7 @@ struct long_job {
   asio::cancellation_signal abort;  // restore: stops the feed
 };
 
+
 struct dom {
   domain_config def;                  // the running definition, or the only one
   std::optional<domain_config> next;  // the persistent definition while running
@@ -146,6 +147,21 @@ struct dom {
 };
 
 using dom_ptr = std::shared_ptr<dom>;
+
+// A long job for the time of a scope: get_job_info and abort_job see it.
+struct job_scope {
+  dom_ptr d;
+  job_scope(dom_ptr dp, std::string operation, std::shared_ptr<runtime> rt, bool outgoing) : d(std::move(dp)) {
+    auto j = std::make_shared<long_job>();
+    j->operation = std::move(operation);
+    j->rt = std::move(rt);
+    j->outgoing = outgoing;
+    d->job_now = std::move(j);
+  }
+  job_scope(const job_scope&) = delete;
+  job_scope& operator=(const job_scope&) = delete;
+  ~job_scope() { d->job_now.reset(); }
+};
 
 // The state name libvirt's qemuMonitorJSONGetStatus gives each QEMU run state.
 domain_state_info map_status(std::string_view st) {
@@ -614,6 +630,15 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
         co_await cancel();
       }
     }
+  }
+
+  // The migration stream's cap in MiB/s (QEMU's own default is 128); 0: none to speak of.
+  asio::awaitable<void> set_max_bandwidth(std::shared_ptr<runtime> rt, std::uint64_t mib) {
+    json::object p;
+    p["max-bandwidth"] = mib ? static_cast<std::int64_t>(std::min<std::uint64_t>(mib, 1u << 20) << 20) : std::int64_t{1} << 40;
+    diagnostics ignore;
+    std::string cmd = "migrate-set-parameters";
+    (void)co_await call(std::move(rt), cmd, std::move(p), ignore, 5s);
   }
 
   // Long jobs (save, restore, migration) undo what they started when their caller is cancelled:
@@ -1683,15 +1708,7 @@ op<void> driver::state::save_job(std::string_view name, std::string path, diagno
   if (path.empty()) co_return fail(diag, errc::invalid_arg, "no file to save to");
   auto rt = d->rt;
   bool was_running = d->state == domain_state::running;
-  auto job = std::make_shared<long_job>();
-  job->operation = "save";
-  job->rt = rt;
-  job->outgoing = true;
-  d->job_now = job;
-  struct job_end {
-    dom_ptr d;
-    ~job_end() { d->job_now.reset(); }
-  } job_end{d};
+  job_scope job(d, "save", rt, true);
 
   // The header: the live definition, so restore knows the guest.
   std::string xml = format_domain_xml(d->def);
@@ -1734,14 +1751,8 @@ op<void> driver::state::save_job(std::string_view name, std::string path, diagno
     }
     if (d->rt == rt) s->set_state(*d, domain_state::paused, reason::paused_save);
   }
-  {
-    // QEMU's default cap on the stream is 128 MiB/s; a save to a local file goes as fast as it can.
-    json::object p;
-    p["max-bandwidth"] = std::int64_t{1} << 40;
-    diagnostics ignore;
-    std::string cmd = "migrate-set-parameters";
-    (void)co_await s->call(rt, cmd, std::move(p), ignore, 5s);
-  }
+  // QEMU's default cap on the stream is 128 MiB/s; a save to a local file goes as fast as it can.
+  co_await s->set_max_bandwidth(rt, 0);
   json::object a;
   a["uri"] = "exec:cat >> " + shell_quote(path);
   std::string migrate = "migrate";
@@ -1800,14 +1811,7 @@ op<void> driver::state::dump_job(std::string_view name, std::string path, unsign
   if ((flags & dump_flags::crash) && (flags & dump_flags::reset))
     co_return fail(diag, errc::invalid_arg, "dump flags crash and reset are mutually exclusive");
   auto rt = d->rt;
-  auto job = std::make_shared<long_job>();
-  job->operation = "dump";
-  job->rt = rt;
-  d->job_now = job;
-  struct job_end {
-    dom_ptr d;
-    ~job_end() { d->job_now.reset(); }
-  } job_end{d};
+  job_scope job(d, "dump", rt, false);
   bool paused_here = false;
   if (!(flags & dump_flags::live) && d->state == domain_state::running) {
     rt->expect_stop = true;
@@ -2501,15 +2505,7 @@ op<void> driver::state::perform_job(std::string_view name, std::string_view uri,
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
   auto rt = d->rt;
   bool was_running = d->state == domain_state::running;
-  auto job = std::make_shared<long_job>();
-  job->operation = "migration out";
-  job->rt = rt;
-  job->outgoing = true;
-  d->job_now = job;
-  struct job_end {
-    dom_ptr d;
-    ~job_end() { d->job_now.reset(); }
-  } job_end{d};
+  job_scope job(d, "migration out", rt, true);
   auto resume = [&]() -> asio::awaitable<void> {
     if (!was_running || d->rt != rt || rt->finished) co_return;
     d->state = domain_state::running;  // before cont: the RESUME event is then no news
@@ -2519,15 +2515,7 @@ op<void> driver::state::perform_job(std::string_view name, std::string_view uri,
     (void)co_await s->call(rt, cont, {}, ignore, 5s);
     s->emit(*d, event_type::resumed, event_detail::resumed_migrated);
   };
-  {
-    // QEMU's default cap is 128 MiB/s; libvirt lifts it unless asked for a cap.
-    json::object p;
-    p["max-bandwidth"] = opt.bandwidth_mib ? static_cast<std::int64_t>(std::min<std::uint64_t>(opt.bandwidth_mib, 1u << 20) << 20)
-                                           : std::int64_t{1} << 40;
-    diagnostics ignore;
-    std::string cmd = "migrate-set-parameters";
-    (void)co_await s->call(rt, cmd, std::move(p), ignore, 5s);
-  }
+  co_await s->set_max_bandwidth(rt, opt.bandwidth_mib);  // libvirt lifts QEMU's 128 MiB/s unless asked for a cap
   if (!(flags & migrate_flags::live) && was_running) {
     rt->expect_stop = true;
     std::string stop = "stop";
