@@ -29,6 +29,7 @@ class op_timeout {
   };
   std::shared_ptr<state> s_ = std::make_shared<state>();
   asio::steady_timer timer_;
+  asio::cancellation_slot parent_;
 
 public:
   op_timeout(asio::any_io_executor ex, std::chrono::steady_clock::duration d) : timer_(std::move(ex), d) {
@@ -42,8 +43,17 @@ public:
   op_timeout(const op_timeout&) = delete;
   op_timeout& operator=(const op_timeout&) = delete;
   ~op_timeout() {
+    if (parent_.is_connected()) parent_.clear();
     s_->sig.slot().clear();
     timer_.cancel();
+  }
+  /// Also cancels the bound operation when `parent` fires: for an operation that must stop at
+  /// either the deadline or its caller's cancellation. In a coroutine, `parent` is the slot of
+  /// `co_await asio::this_coro::cancellation_state` (no other operation may use it meanwhile).
+  void follow(asio::cancellation_slot parent) {
+    if (!parent.is_connected()) return;
+    parent_ = parent;
+    parent_.assign([s = s_](asio::cancellation_type t) { s->sig.emit(t); });
   }
   bool expired() const noexcept { return s_->expired; }
   /// The error to report for a cancelled operation: operation_timeout if the deadline did it.

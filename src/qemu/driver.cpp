@@ -16,6 +16,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -107,6 +108,7 @@ struct runtime {
   bool fake_reboot = false;           // reboot asked the guest to power off: reset it when it does
   bool finished = false;              // the stop has been recorded
   asio::cancellation_signal cancel_exit;
+  asio::cancellation_signal cancel_lost;  // ends monitor_lost's grace wait once the stop is recorded
   // device_del sent, DEVICE_DELETED not yet seen: device id -> the detach call waiting for it
   std::map<std::string, std::shared_ptr<asio::steady_timer>> unplugs;
   // The balloon's size as QEMU last said (query-balloon, then BALLOON_CHANGE events): get_info
@@ -147,6 +149,12 @@ struct dom {
 };
 
 using dom_ptr = std::shared_ptr<dom>;
+
+// The thread that does the driver's durable file writes (fsync can take milliseconds).
+asio::any_io_executor file_thread() {
+  static asio::thread_pool pool(1);
+  return pool.get_executor();
+}
 
 // A long job for the time of a scope: get_job_info and abort_job see it.
 struct job_scope {
@@ -367,12 +375,20 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
 
   asio::awaitable<result<json::value>> call(std::shared_ptr<runtime> rt, std::string cmd, json::object args,
                                             diagnostics& diag, std::chrono::steady_clock::duration limit = qmp_command_limit) {
+    // Bound by its own deadline and by the caller's cancellation, whichever comes first.
     op_timeout deadline{ex, limit};
+    asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+    deadline.follow(cs.slot());
     auto [ec, v] = co_await rt->mon.async_execute(cmd, std::move(args), diag,
                                                   asio::as_tuple(deadline.bind(asio::use_awaitable)));
     if (ec) {
       if (deadline.expired())
         co_return fail(diag, errc::operation_timeout, "QEMU did not answer " + q(cmd) + " in time");
+      if (ec == asio::error::operation_aborted)
+      {
+        diag.assign("QMP command " + q(cmd) + " was cancelled");
+        co_return failure(error_code(asio::error::operation_aborted));
+      }
       co_return failure(ec);
     }
     co_return std::move(v);
@@ -412,6 +428,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     rt->finished = true;
     rt->mon.close();
     rt->cancel_exit.emit(asio::cancellation_type::terminal);
+    rt->cancel_lost.emit(asio::cancellation_type::terminal);
     diagnostics ignore;
     (void)remove_runtime(dirs, d->def.name, ignore);
     std::error_code fec;
@@ -606,6 +623,11 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     for (;;) {
       std::string cmd = "query-migrate";
       auto r = co_await call(rt, cmd, {}, diag, 10s);
+      if (!r && r.error() == asio::error::operation_aborted && !cancelling) {  // the caller, mid-command
+        if (!outgoing) co_return aborted();
+        co_await cancel();
+        continue;
+      }
       if (!r) co_return r;
       std::string status;
       if (r->is_object())
@@ -630,6 +652,24 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
         co_await cancel();
       }
     }
+  }
+
+  // Definitions are written durably (fsync): on the file thread, while the io_context goes on.
+  struct file_outcome {
+    error_code ec;
+    std::string msg;
+  };
+  static asio::awaitable<file_outcome> definition_io(paths p, std::string name, std::optional<std::string> xml) {
+    diagnostics d;
+    result<void> r = xml ? save_definition(p, name, *xml, d) : remove_definition(p, name, d);
+    co_return file_outcome{r ? error_code() : r.error(), std::string(d.message())};
+  }
+  asio::awaitable<result<void>> store_definition(std::string name, std::optional<std::string> xml, diagnostics& diag) {
+    auto out = co_await asio::co_spawn(file_thread(), definition_io(dirs, std::move(name), std::move(xml)),
+                                       asio::use_awaitable);
+    if (!out.ec) co_return result<void>{};
+    diag.assign(std::move(out.msg));
+    co_return failure(out.ec);
   }
 
   // The migration stream's cap in MiB/s (QEMU's own default is 128); 0: none to speak of.
@@ -967,6 +1007,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       if (d->rt) {
         d->rt->mon.close();
         d->rt->cancel_exit.emit(asio::cancellation_type::terminal);
+        d->rt->cancel_lost.emit(asio::cancellation_type::terminal);
       }
     events.close_all();
   }
@@ -1301,7 +1342,7 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
     state::job_guard g;
     if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, "define was cancelled");
     g.d = d;
-    if (auto r = save_definition(s->dirs, def->name, text, diag); !r) co_return r.error();
+    if (auto r = co_await s->store_definition(def->name, text, diag); !r) co_return r.error();
     if (d->active()) d->next = std::move(*def);
     else d->def = std::move(*def);
     d->persistent = true;
@@ -1312,10 +1353,17 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
     s->emit(*d, event_type::defined, event_detail::defined_updated);
     co_return d->ref();
   }
-  if (auto r = save_definition(s->dirs, def->name, text, diag); !r) co_return r.error();
+  // Known (and its job taken) while its file is written, so that a concurrent define of the
+  // same name waits for this one instead of racing it.
   auto d = std::make_shared<dom>();
   d->def = std::move(*def);
+  d->job.held = true;
+  state::job_guard g(d);
   s->doms.emplace(d->def.name, d);
+  if (auto r = co_await s->store_definition(d->def.name, text, diag); !r) {
+    s->erase(d);
+    co_return r.error();
+  }
   s->emit(*d, event_type::defined, event_detail::defined_added);
   co_return d->ref();
 }
@@ -1327,7 +1375,7 @@ op<void> driver::undefine(std::string_view name, diagnostics& diag) {
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->persistent) co_return fail(diag, errc::operation_invalid, "cannot undefine transient domain");
-  if (auto rr = remove_definition(s->dirs, d->def.name, diag); !rr) co_return rr.error();
+  if (auto rr = co_await s->store_definition(d->def.name, std::nullopt, diag); !rr) co_return rr.error();
   domain_ref ref = d->ref();
   d->autostart = false;
   if (d->active()) {
@@ -1596,7 +1644,7 @@ op<void> driver::set_memory(std::string_view name, std::uint64_t kib, unsigned f
     domain_config def = d->persistent_def();
     def.memory_kib = kib;
     if (def.current_memory_kib > kib) def.current_memory_kib = kib;
-    if (auto w = save_definition(s->dirs, def.name, format_domain_xml(def), diag); !w) co_return w.error();
+    if (auto w = co_await s->store_definition(def.name, format_domain_xml(def), diag); !w) co_return w.error();
     d->persistent_def_mut() = std::move(def);
     co_return result<void>{};
   }
@@ -1618,7 +1666,7 @@ op<void> driver::set_memory(std::string_view name, std::uint64_t kib, unsigned f
   if (config) {
     domain_config def = d->persistent_def();
     def.current_memory_kib = kib;
-    if (auto w = save_definition(s->dirs, def.name, format_domain_xml(def), diag); !w) co_return w.error();
+    if (auto w = co_await s->store_definition(def.name, format_domain_xml(def), diag); !w) co_return w.error();
     d->persistent_def_mut() = std::move(def);
   }
   co_return result<void>{};
@@ -1906,6 +1954,8 @@ op<std::string> driver::qemu_monitor_command(std::string_view name, std::string_
   if (!d->active() || !d->rt || !d->rt->mon.is_open()) co_return fail(diag, errc::operation_invalid, "domain is not running");
   auto rt = d->rt;
   op_timeout deadline{s->ex, qmp_command_limit};
+  asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+  deadline.follow(cs.slot());
   auto [ec, reply] = co_await rt->mon.async_execute_raw(std::string(command), diag,
                                                         asio::as_tuple(deadline.bind(asio::use_awaitable)));
   if (ec) {
@@ -2276,7 +2326,7 @@ op<void> driver::state::attach_job(std::string_view name, std::string_view xml, 
     opt.kvm_available = true;
     if (!live)
       if (auto a = build_argv(next, opt, diag); !a) co_return a.error();
-    if (auto w = save_definition(s->dirs, next.name, format_domain_xml(next), diag); !w) co_return w.error();
+    if (auto w = co_await s->store_definition(next.name, format_domain_xml(next), diag); !w) co_return w.error();
     d->persistent_def_mut() = std::move(next);
   }
   co_return result<void>{};
@@ -2338,7 +2388,7 @@ op<void> driver::state::detach_job(std::string_view name, std::string_view xml, 
     domain_config next = d->persistent_def();
     if (std::holds_alternative<disk_def>(*dev)) next.devices.disks.erase(next.devices.disks.begin() + static_cast<long>(*in_config));
     else next.devices.interfaces.erase(next.devices.interfaces.begin() + static_cast<long>(*in_config));
-    if (auto w = save_definition(s->dirs, next.name, format_domain_xml(next), diag); !w) co_return w.error();
+    if (auto w = co_await s->store_definition(next.name, format_domain_xml(next), diag); !w) co_return w.error();
     d->persistent_def_mut() = std::move(next);
   }
   co_return result<void>{};
@@ -2585,7 +2635,7 @@ op<domain_ref> driver::state::finish_job(std::string_view name, unsigned flags, 
     domain_config def = d->def;
     for (auto& x : def.devices.interfaces) x.alias.clear();
     for (auto& x : def.devices.disks) x.alias.clear();
-    if (auto sv = save_definition(s->dirs, def.name, format_domain_xml(def), diag); !sv) co_return sv.error();
+    if (auto sv = co_await s->store_definition(def.name, format_domain_xml(def), diag); !sv) co_return sv.error();
     d->next = std::move(def);
     d->persistent = true;
     rt->rec.extra["persistent"] = "1";
@@ -2622,7 +2672,7 @@ op<void> driver::state::confirm_job(std::string_view name, unsigned flags, bool 
   co_await s->kill(d, rt);
   if ((flags & migrate_flags::undefine_source) && d->persistent && !d->active()) {
     diagnostics ignore;
-    (void)remove_definition(s->dirs, d->def.name, ignore);
+    (void)co_await s->store_definition(d->def.name, std::nullopt, ignore);
     domain_ref ref = d->ref();
     s->erase(d);
     s->events.publish(ref, event_type::undefined, event_detail::undefined_removed);
@@ -2637,7 +2687,7 @@ op<void> driver::state::confirm_job(std::string_view name, unsigned flags, bool 
 // socket) and the guest can no longer be controlled: stop it, as libvirt does (shut off, failed).
 asio::awaitable<void> driver::state::monitor_lost(std::shared_ptr<state> s, dom_ptr d, std::shared_ptr<runtime> rt) {
   asio::steady_timer t(s->ex, 1s);
-  (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  (void)co_await t.async_wait(asio::as_tuple(asio::bind_cancellation_slot(rt->cancel_lost.slot(), asio::use_awaitable)));
   if (s->closed || rt->finished || d->rt != rt) co_return;
   if (!rt->intent) rt->intent = stop_intent{reason::failed, event_detail::stopped_failed};
   co_await stop_guest(s, d, rt);
