@@ -698,6 +698,11 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     co_return cs.cancelled() != asio::cancellation_type::none;
   }
 
+  static asio::awaitable<std::size_t> read_chunk(std::ifstream& in, std::vector<char>& buf) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    co_return static_cast<std::size_t>(in.gcount());
+  }
+
   // restore: pushes the saved state from `path` (from `offset`) into QEMU's incoming socket.
   asio::awaitable<result<void>> feed_state(std::shared_ptr<long_job> job, std::string sock_path, std::string path,
                                            std::uint64_t offset, diagnostics& diag) {
@@ -715,9 +720,8 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     for (;;) {
       if (job->abort_requested || co_await caller_cancelled())
         co_return fail(diag, errc::operation_aborted, "restore job: canceled by client");
-      // A regular file from the page cache: a short blocking read, then an async write.
-      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-      auto n = static_cast<std::size_t>(in.gcount());
+      // The read happens on the file thread (a cold disk can take milliseconds), the write here.
+      auto n = co_await asio::co_spawn(file_thread(), read_chunk(in, buf), asio::use_awaitable);
       if (n == 0) break;
       op_timeout deadline{ex, 30s};
       auto [ec, w] = co_await asio::async_write(sock, asio::buffer(buf.data(), n),
@@ -784,7 +788,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
     auto gone = [&](std::string what) -> failure {
       std::string tail = tail_of_log(files->log.string(), 10, log_from);
       while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
-      std::string msg = "internal error: QEMU " + what + " while starting domain " + q(def.name);
+      std::string msg = "QEMU " + what + " while starting domain " + q(def.name);
       if (!tail.empty()) msg += ": " + tail;
       return fail(diag, errc::operation_failed, msg);
     };
@@ -1802,7 +1806,9 @@ op<void> driver::state::save_job(std::string_view name, std::string path, diagno
   // QEMU's default cap on the stream is 128 MiB/s; a save to a local file goes as fast as it can.
   co_await s->set_max_bandwidth(rt, 0);
   json::object a;
-  a["uri"] = "exec:cat >> " + shell_quote(path);
+  // Appends to the header written above, and never creates the file: a cancelled save removes
+  // it, and a writer that starts late must not bring it back (cat >> would).
+  a["uri"] = "exec:dd of=" + shell_quote(path) + " oflag=append conv=notrunc,nocreat bs=1M status=none";
   std::string migrate = "migrate";
   auto mr = co_await s->call(rt, migrate, std::move(a), diag);
   if (mr) mr = co_await s->wait_migration(rt, diag, 300s, "save", true);
