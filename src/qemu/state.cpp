@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -385,6 +386,7 @@ public:
       started_ = true;
     }
     auto [it, fresh] = pending_.insert_or_assign(path, std::move(content));
+    if (order_.empty()) since_ = std::chrono::steady_clock::now();
     if (fresh) order_.push_back(std::move(path));
     cv_.notify_all();
   }
@@ -397,7 +399,10 @@ public:
   }
   void drain() {
     std::unique_lock lk(mu_);
+    ++draining_;
+    cv_.notify_all();
     cv_.wait(lk, [&] { return order_.empty() && writing_.empty(); });
+    --draining_;
   }
   ~record_writer() {
     {
@@ -414,6 +419,10 @@ private:
     for (;;) {
       cv_.wait(lk, [&] { return stop_ || !order_.empty(); });
       if (order_.empty()) return;  // stopping, nothing left
+      // A burst of state changes (a loop of suspend/resume) becomes one write per record: wait
+      // a moment for more, unless a reader or the end of the program is waiting.
+      cv_.wait_until(lk, since_ + coalesce, [&] { return stop_ || draining_ > 0 || order_.empty(); });
+      if (order_.empty()) continue;
       std::string path = std::move(order_.front());
       order_.pop_front();
       auto node = pending_.extract(path);
@@ -430,7 +439,10 @@ private:
   std::condition_variable cv_;
   std::map<std::string, std::string> pending_;
   std::deque<std::string> order_;
+  static constexpr auto coalesce = std::chrono::milliseconds(20);
   std::string writing_;  // the file being written now, if any
+  int draining_ = 0;     // readers waiting for the queue to empty
+  std::chrono::steady_clock::time_point since_;  // when the queue last became non-empty
   bool stop_ = false, started_ = false;
   std::thread worker_;
 };

@@ -642,6 +642,46 @@ TEST_CASE("state: runtime records round trip; corrupt ones are reported and skip
   CHECK(!covirt::qemu::save_runtime(p, evil, diag));
 }
 
+TEST_CASE("state: queued runtime records: latest wins, readers see them, removals are final", "[state]") {
+  temp_dir dir;
+  covirt::qemu::paths p{dir.path / "etc", dir.path / "run", dir.path / "log"};
+  fs::create_directories(p.state_dir);
+  diagnostics diag;
+  covirt::qemu::runtime_record r;
+  r.name = "q1";
+  r.uuid = "c7a5fdbd-cdaf-9455-926a-d65c16db1809";
+  r.pid = 1;
+  r.qmp_socket = (p.state_dir / "q1.qmp").string();
+  // A burst of state changes: the reader (list_runtime drains the queue) sees the last one.
+  for (int i = 0; i < 50; ++i) {
+    r.extra["state"] = std::to_string(i);
+    covirt::qemu::save_runtime_later(p, r);
+  }
+  auto all = covirt::qemu::list_runtime(p, diag);
+  REQUIRE(all.has_value());
+  REQUIRE(all->size() == 1);
+  CHECK(all->at(0).extra.at("state") == "49");
+  // A queued write never brings back a record removed after it...
+  r.extra["state"] = "stale";
+  covirt::qemu::save_runtime_later(p, r);
+  REQUIRE(covirt::qemu::remove_runtime(p, "q1", diag));
+  covirt::qemu::flush_runtime_writes();
+  CHECK(covirt::qemu::load_runtime(p, "q1", diag).value() == std::nullopt);
+  // ... nor overwrites a record written synchronously after it.
+  covirt::qemu::save_runtime_later(p, r);
+  r.extra["state"] = "fresh";
+  REQUIRE(covirt::qemu::save_runtime(p, r, diag));
+  covirt::qemu::flush_runtime_writes();
+  auto back = covirt::qemu::load_runtime(p, "q1", diag);
+  REQUIRE(back.has_value());
+  REQUIRE(back->has_value());
+  CHECK((*back)->extra.at("state") == "fresh");
+  // No temporary files are left behind.
+  std::size_t files = 0;
+  for (auto& e : fs::directory_iterator(p.state_dir)) files += e.is_regular_file() ? 1 : 0;
+  CHECK(files == 1);
+}
+
 TEST_CASE("state: resolve_paths honours the URI query and the XDG variables", "[state]") {
   temp_dir dir;
   diagnostics diag;
