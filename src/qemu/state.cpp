@@ -379,16 +379,18 @@ public:
     static record_writer w;
     return w;
   }
-  void post(std::string path, std::string content) {
+  // The record is turned into JSON on the writer thread, not the caller's.
+  void post(std::string path, runtime_record record) {
     std::lock_guard lk(mu_);
     if (!started_) {
       worker_ = std::thread([this] { run(); });
       started_ = true;
     }
-    auto [it, fresh] = pending_.insert_or_assign(path, std::move(content));
-    if (order_.empty()) since_ = std::chrono::steady_clock::now();
+    bool idle = order_.empty();
+    auto [it, fresh] = pending_.insert_or_assign(path, std::move(record));
+    if (idle) since_ = std::chrono::steady_clock::now();
     if (fresh) order_.push_back(std::move(path));
-    cv_.notify_all();
+    if (idle) cv_.notify_all();  // a worker already collecting a burst needs no wake-up
   }
   // Drops what is queued for `path` and waits for a write of it in progress. Only the calling
   // thread queues writes of a given record, so none starts again before its own write or removal.
@@ -429,7 +431,7 @@ private:
       writing_ = path;
       lk.unlock();
       diagnostics ignore;  // nobody waits for the answer; the next write or the reader will tell
-      (void)write_file_atomic(path, node.mapped(), ignore, 0600, false);
+      (void)write_file_atomic(path, runtime_to_json(node.mapped()), ignore, 0600, false);
       lk.lock();
       writing_.clear();
       cv_.notify_all();
@@ -437,7 +439,7 @@ private:
   }
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, std::string> pending_;
+  std::map<std::string, runtime_record> pending_;
   std::deque<std::string> order_;
   static constexpr auto coalesce = std::chrono::milliseconds(20);
   std::string writing_;  // the file being written now, if any
@@ -453,7 +455,7 @@ void save_runtime_later(const paths& p, const runtime_record& r) {
   diagnostics ignore;
   auto f = files_for(p, r.name, ignore);
   if (!f) return;
-  record_writer::get().post(f->runtime.string(), runtime_to_json(r));
+  record_writer::get().post(f->runtime.string(), r);
 }
 
 void flush_runtime_writes() { record_writer::get().drain(); }
