@@ -100,6 +100,27 @@ asio::awaitable<void> check_nothing_left(guest_dir& dir, pid_t pid) {
   CHECK(dir.records().empty());
 }
 
+/// A call made under the caller's own deadline, timed: what the fault tests look at.
+struct timed_call {
+  error_code ec;
+  bool expired = false;  // the deadline, not the driver, ended it
+  double took = 0;       // seconds
+};
+
+/// `start(token)` starts the call (say `conn.async_suspend(name, diag, token)`) under a deadline of `limit`.
+template <class Start>
+asio::awaitable<timed_call> within(clock_type::duration limit, Start start) {
+  timed_call out;
+  auto t0 = clock_type::now();
+  auto ex = co_await asio::this_coro::executor;
+  covirt::op_timeout deadline{ex, limit};
+  auto [e] = co_await start(asio::as_tuple(deadline.bind(asio::use_awaitable)));
+  out.ec = e;
+  out.expired = deadline.expired();
+  out.took = seconds_since(t0);
+  co_return out;
+}
+
 /// The domain is shut off for `why`, still defined, and starts again on a well-behaved fake.
 asio::awaitable<void> check_shut_off_and_restartable(covirt::connection& conn, guest_dir& dir, const std::string& name,
                                                      int why) {
@@ -142,13 +163,9 @@ void broken_monitor_case(const char* spec, errc want, const char* msg) {
 
         diagnostics diag;
         auto t0 = clock_type::now();
-        error_code ec;
-        {
-          covirt::op_timeout deadline{ex, 10s};
-          auto [e] = co_await conn.async_suspend(name, diag, asio::as_tuple(deadline.bind(asio::use_awaitable)));
-          ec = e;
-        }
-        double took = seconds_since(t0);
+        auto call = co_await within(10s, [&](auto token) { return conn.async_suspend(name, diag, token); });
+        error_code ec = call.ec;
+        double took = call.took;
         INFO(spec << ": " << ec.message() << ": " << diag.message() << " after " << took << " s");
         CHECK(ec == want);
         CHECK(contains(diag.message(), msg));
@@ -243,16 +260,10 @@ TEST_CASE("qemu faults: a command never answered ends at the caller's deadline; 
         pid_t pid = co_await start_fake(conn, dir, name);
 
         diagnostics diag;
-        auto t0 = clock_type::now();
-        error_code ec;
-        bool expired = false;
-        {
-          covirt::op_timeout deadline{ex, 1500ms};
-          auto [e] = co_await conn.async_suspend(name, diag, asio::as_tuple(deadline.bind(asio::use_awaitable)));
-          ec = e;
-          expired = deadline.expired();
-        }
-        double took = seconds_since(t0);
+        auto call = co_await within(1500ms, [&](auto token) { return conn.async_suspend(name, diag, token); });
+        error_code ec = call.ec;
+        bool expired = call.expired;
+        double took = call.took;
         INFO("suspend: " << ec.message() << ": " << diag.message() << " after " << took << " s");
         CHECK(expired);
         CHECK(ec == asio::error::operation_aborted);
@@ -266,14 +277,9 @@ TEST_CASE("qemu faults: a command never answered ends at the caller's deadline; 
         // The monitor is wedged (the fake reads and never answers): destroy asks `quit` for 1 s,
         // then SIGTERM.
         diagnostics ddiag;
-        auto t1 = clock_type::now();
-        error_code dec;
-        {
-          covirt::op_timeout deadline{ex, 20s};
-          auto [e] = co_await conn.async_destroy(name, ddiag, asio::as_tuple(deadline.bind(asio::use_awaitable)));
-          dec = e;
-        }
-        double dtook = seconds_since(t1);
+        auto dcall = co_await within(20s, [&](auto token) { return conn.async_destroy(name, ddiag, token); });
+        error_code dec = dcall.ec;
+        double dtook = dcall.took;
         INFO("destroy: " << dec.message() << ": " << ddiag.message() << " after " << dtook << " s");
         CHECK(!dec);
         CHECK(dtook < 4.0);
@@ -298,14 +304,9 @@ TEST_CASE("qemu faults: a reply with a wrong id is dropped; the monitor goes on 
         std::string name = "b1";
         pid_t pid = co_await start_fake(conn, dir, name);
         diagnostics diag;
-        auto t0 = clock_type::now();
-        error_code ec;
-        {
-          covirt::op_timeout deadline{ex, 1500ms};
-          auto [e] = co_await conn.async_suspend(name, diag, asio::as_tuple(deadline.bind(asio::use_awaitable)));
-          ec = e;
-        }
-        double took = seconds_since(t0);
+        auto call = co_await within(1500ms, [&](auto token) { return conn.async_suspend(name, diag, token); });
+        error_code ec = call.ec;
+        double took = call.took;
         INFO("suspend: " << ec.message() << ": " << diag.message() << " after " << took << " s");
         CHECK(ec == asio::error::operation_aborted);
         CHECK(took < 2.5);
@@ -335,13 +336,9 @@ TEST_CASE("qemu faults: QEMU exiting in the middle of a command is a crash", "[q
 
         diagnostics diag;
         auto t0 = clock_type::now();
-        error_code ec;
-        {
-          covirt::op_timeout deadline{ex, 10s};
-          auto [e] = co_await conn.async_suspend(name, diag, asio::as_tuple(deadline.bind(asio::use_awaitable)));
-          ec = e;
-        }
-        double took = seconds_since(t0);
+        auto call = co_await within(10s, [&](auto token) { return conn.async_suspend(name, diag, token); });
+        error_code ec = call.ec;
+        double took = call.took;
         INFO("suspend: " << ec.message() << ": " << diag.message() << " after " << took << " s");
         CHECK(ec == errc::operation_invalid);
         CHECK(diag.message() == "domain is not running");
