@@ -748,6 +748,14 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
                             diagnostics& diag);
   op<void> save_job(std::string_view name, std::string path, diagnostics& diag);
   op<void> dump_job(std::string_view name, std::string path, unsigned flags, diagnostics& diag);
+  // attach/detach: the device from its XML, the domain with its job taken, and where the change goes.
+  struct device_change {
+    device_variant dev;
+    dom_ptr d;
+    bool live = false, config = false;
+  };
+  asio::awaitable<result<device_change>> begin_device_job(std::string_view name, std::string_view xml, unsigned flags,
+                                                          diagnostics& diag, job_guard& g);
   op<void> attach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
   op<void> detach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
   op<std::string> prepare_job(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag);
@@ -2307,27 +2315,36 @@ op<void> driver::attach_device(std::string_view name, std::string_view xml, unsi
   return s_->attach_job(name, xml, flags, diag);
 }
 
-op<void> driver::state::attach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
-  auto s = shared_from_this();
+asio::awaitable<result<driver::state::device_change>> driver::state::begin_device_job(
+    std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag, job_guard& g) {
   auto dev = parse_device_xml(xml, diag);
   if (!dev) co_return dev.error();
-  if (auto* n = std::get_if<interface_def>(&*dev); n && n->mac.empty()) n->mac = random_mac();
-  job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await begin_job(name, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   auto how = impact(flags, d->active() && d->rt, d->persistent, diag);
   if (!how) co_return how.error();
-  auto [live, config] = *how;
+  co_return device_change{std::move(*dev), d, how->first, how->second};
+}
+
+op<void> driver::state::attach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
+  auto s = shared_from_this();
+  job_guard g;
+  auto c = co_await s->begin_device_job(name, xml, flags, diag, g);
+  if (!c) co_return failure(c.error());
+  device_variant& dev = c->dev;
+  dom_ptr d = c->d;
+  const bool live = c->live, config = c->config;
+  if (auto* n = std::get_if<interface_def>(&dev); n && n->mac.empty()) n->mac = random_mac();
   if (config)
-    if (auto c = check_new_device(d->persistent_def(), *dev, diag); !c) co_return c.error();
+    if (auto ok = check_new_device(d->persistent_def(), dev, diag); !ok) co_return ok.error();
   if (live) {
-    if (auto c = check_new_device(d->def, *dev, diag); !c) co_return c.error();
-    if (auto h = co_await s->hotplug(d, d->rt, *dev, diag); !h) co_return h.error();
+    if (auto ok = check_new_device(d->def, dev, diag); !ok) co_return ok.error();
+    if (auto h = co_await s->hotplug(d, d->rt, dev, diag); !h) co_return h.error();
   }
   if (config) {
     domain_config next = d->persistent_def();
-    add_device(next, std::move(*dev));
+    add_device(next, std::move(dev));
     argv_options opt;
     opt.kvm_available = true;
     if (!live)
@@ -2346,26 +2363,23 @@ op<void> driver::detach_device(std::string_view name, std::string_view xml, unsi
 
 op<void> driver::state::detach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
   auto s = shared_from_this();
-  auto dev = parse_device_xml(xml, diag);
-  if (!dev) co_return dev.error();
   job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  auto how = impact(flags, d->active() && d->rt, d->persistent, diag);
-  if (!how) co_return how.error();
-  auto [live, config] = *how;
+  auto c = co_await s->begin_device_job(name, xml, flags, diag, g);
+  if (!c) co_return failure(c.error());
+  device_variant& dev = c->dev;
+  dom_ptr d = c->d;
+  const bool live = c->live, config = c->config;
   std::optional<std::size_t> in_config;
   if (config) {
-    auto at = find_device(d->persistent_def(), *dev, diag);
+    auto at = find_device(d->persistent_def(), dev, diag);
     if (!at) co_return at.error();
     in_config = *at;
   }
   if (live) {
-    auto at = find_device(d->def, *dev, diag);
+    auto at = find_device(d->def, dev, diag);
     if (!at) co_return at.error();
     std::string id;
-    if (std::holds_alternative<disk_def>(*dev)) {
+    if (std::holds_alternative<disk_def>(dev)) {
       const auto& x = d->def.devices.disks[*at];
       if (disk_bus(x) != "virtio" || x.alias.empty())
         co_return fail(diag, errc::operation_unsupported, "hot unplug of a disk on bus " + q(disk_bus(x)) + " is not supported");
@@ -2392,7 +2406,7 @@ op<void> driver::state::detach_job(std::string_view name, std::string_view xml, 
   }
   if (config) {
     domain_config next = d->persistent_def();
-    if (std::holds_alternative<disk_def>(*dev)) next.devices.disks.erase(next.devices.disks.begin() + static_cast<long>(*in_config));
+    if (std::holds_alternative<disk_def>(dev)) next.devices.disks.erase(next.devices.disks.begin() + static_cast<long>(*in_config));
     else next.devices.interfaces.erase(next.devices.interfaces.begin() + static_cast<long>(*in_config));
     if (auto w = co_await s->store_definition(next.name, format_domain_xml(next), diag); !w) co_return w.error();
     d->persistent_def_mut() = std::move(next);
