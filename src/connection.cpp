@@ -11,12 +11,22 @@ namespace covirt {
 
 namespace {
 
+// The registry is the one place that puts drivers behind the erased interface: a driver is made
+// on the executor, then opens the URI (loads its state, checks the path and query).
+template <class D>
+op<std::unique_ptr<detail::erased_driver>> open_model(asio::any_io_executor ex, const uri& u, unsigned flags,
+                                                      diagnostics& diag) {
+  auto m = std::make_unique<detail::driver_model<D>>(ex);
+  if (auto r = co_await m->get().open(u, flags, diag); !r) co_return r.error();
+  co_return std::unique_ptr<detail::erased_driver>(std::move(m));
+}
+
 struct registry {
   std::mutex mu;
   std::map<std::string, driver_factory, std::less<>> factories;
   registry() {
-    factories.emplace("test", &test::open_driver);
-    factories.emplace("qemu", &qemu::open_driver);
+    factories.emplace("test", &open_model<test::driver>);
+    factories.emplace("qemu", &open_model<qemu::driver>);
   }
 };
 
@@ -26,6 +36,12 @@ registry& reg() {
 }
 
 }  // namespace
+
+namespace detail {
+// Instantiated here and only here: a program that names connection::driver_as<D> links these.
+template class driver_model<test::driver>;
+template class driver_model<qemu::driver>;
+}  // namespace detail
 
 connection::~connection() = default;
 
@@ -73,7 +89,7 @@ op<connection> open_erased(asio::any_io_executor ex, std::string text, unsigned 
 // libvirt's virDomainMigrateVersion3Full, in one process: begin, prepare, perform, finish, confirm.
 // After perform has started, every later phase runs even if the caller was cancelled: the
 // destination must let go of its half and the source must resume or stop its guest.
-op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_only, std::string_view name,
+op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_only, const domain_key& dom,
                        const migrate_options& opt, diagnostics& diag) {
   if (!dst) co_return fail(diag, errc::invalid_conn, "the destination connection is not open");
   if (dst == &src) co_return fail(diag, errc::operation_invalid, "the destination is the source connection itself");
@@ -87,16 +103,16 @@ op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_onl
     co_await asio::this_coro::throw_if_cancelled(throw_before);
     co_return r;
   };
-  auto xml = co_await src.migrate_begin(name, opt.flags, diag);
+  auto xml = co_await src.migrate_begin({dom, opt.flags}, diag);
   if (!xml && xml.error() == errc::no_support) diag.assign("virDomainMigrate3");  // virsh names the public call
   if (!xml) co_return co_await done(result<domain_ref>(failure(xml.error())));
-  auto uri = co_await dst->migrate_prepare(*xml, opt.uri, opt.flags, diag);
+  auto uri = co_await dst->migrate_prepare({std::move(*xml), opt.uri, opt.flags}, diag);
   if (!uri) co_return co_await done(result<domain_ref>(failure(uri.error())));
-  auto performed = co_await src.migrate_perform(name, *uri, opt, diag);
+  auto performed = co_await src.migrate_perform({dom, *uri, opt}, diag);
   diagnostics fdiag;
-  auto finished = co_await dst->migrate_finish(name, opt.flags, performed.has_value(), fdiag);
+  auto finished = co_await dst->migrate_finish({dom.name, opt.flags, performed.has_value()}, fdiag);
   diagnostics cdiag;
-  auto confirmed = co_await src.migrate_confirm(name, opt.flags, performed && finished, cdiag);
+  auto confirmed = co_await src.migrate_confirm({dom, opt.flags, performed && finished}, cdiag);
   if (!performed) co_return co_await done(result<domain_ref>(failure(performed.error())));
   if (!finished) {
     diag = fdiag;

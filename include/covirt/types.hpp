@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace covirt {
 
@@ -32,6 +33,24 @@ struct domain_ref {
   std::string uuid;  ///< canonical 8-4-4-4-12 lowercase
   int id = -1;       ///< -1 when not running
   bool operator==(const domain_ref&) const = default;
+};
+
+/// How an operation names its domain: by name, or by a ref a list, lookup or define returned.
+/// Implicit from all of them, so `conn.async_suspend("web1")` and `conn.async_suspend(ref)` both
+/// read naturally. Drivers find the domain by its UUID when the key has one (libvirt's protocol
+/// carries {name, uuid, id} and libvirtd looks up by UUID), else by its name.
+struct domain_key {
+  std::string name;
+  std::string uuid;  ///< empty: look up by name
+  int id = -1;
+  domain_key() = default;
+  domain_key(std::string n) : name(std::move(n)) {}
+  domain_key(const char* n) : name(n) {}
+  domain_key(std::string_view n) : name(n) {}
+  domain_key(const domain_ref& r) : name(r.name), uuid(r.uuid), id(r.id) {}
+  domain_key(domain_ref&& r) : name(std::move(r.name)), uuid(std::move(r.uuid)), id(r.id) {}
+  bool by_uuid() const noexcept { return !uuid.empty(); }
+  bool operator==(const domain_key&) const = default;
 };
 
 /// virDomainInfo.

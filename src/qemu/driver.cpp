@@ -1,5 +1,4 @@
 // The QEMU driver: real qemu-system-* processes, each controlled over its QMP socket.
-#include <covirt/connection.hpp>
 #include <covirt/domain/xml.hpp>
 #include <covirt/qemu/argv.hpp>
 #include <covirt/qemu/driver.hpp>
@@ -44,10 +43,6 @@
 #include <sys/file.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-
-namespace covirt::detail {
-template class driver_model<qemu::driver>;
-}
 
 namespace covirt::qemu {
 
@@ -305,9 +300,13 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       if (d->def.uuid == uuid) return d;
     return nullptr;
   }
-  result<dom_ptr> get(std::string_view name, diagnostics& diag) {
-    if (auto d = find(name)) return d;
-    return fail(diag, errc::no_domain, "no domain with matching name " + q(name));
+  result<dom_ptr> get(const domain_key& key, diagnostics& diag) {
+    if (key.by_uuid()) {
+      if (auto d = find_uuid(key.uuid)) return d;
+      return fail(diag, errc::no_domain, "no domain with matching uuid " + q(key.uuid) + " (" + key.name + ")");
+    }
+    if (auto d = find(key.name)) return d;
+    return fail(diag, errc::no_domain, "no domain with matching name " + q(key.name));
   }
   void erase(const dom_ptr& d) {
     auto it = doms.find(d->def.name);
@@ -362,8 +361,8 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   };
 
   // Looks the domain up and takes its job.
-  asio::awaitable<result<dom_ptr>> begin_job(std::string_view name, diagnostics& diag, job_guard& g) {
-    auto d = get(name, diag);
+  asio::awaitable<result<dom_ptr>> begin_job(const domain_key& key, diagnostics& diag, job_guard& g) {
+    auto d = get(key, diag);
     if (!d) co_return d;
     dom_ptr p = *d;
     if (!co_await acquire(p)) co_return fail(diag, errc::operation_aborted, "waiting for a job on domain " + q(p->def.name) + " was cancelled");
@@ -397,7 +396,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   // After a failed command: a guest that went away is "not running", anything else is QEMU's error.
   // A running domain's job that is one QMP command with no arguments (system_powerdown, system_reset).
   // reboot: the command is the power button, and the guest's power-off becomes a reset.
-  op<void> simple_command(std::string_view name, std::string cmd, diagnostics& diag, bool reboot = false);
+  op<void> simple_command(const domain_key& key, std::string cmd, diagnostics& diag, bool reboot = false);
 
   failure command_failed(const dom_ptr& d, const std::shared_ptr<runtime>& rt, error_code ec, diagnostics& diag) {
     if (d->rt != rt || rt->finished) return fail(diag, errc::operation_invalid, "domain is not running");
@@ -746,22 +745,22 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   // persistent one that is not running; on failure everything is as it was.
   op<domain_ref> start_live(domain_config def, bool paused, std::optional<incoming_plan> incoming, const char* what,
                             diagnostics& diag);
-  op<void> save_job(std::string_view name, std::string path, diagnostics& diag);
-  op<void> dump_job(std::string_view name, std::string path, unsigned flags, diagnostics& diag);
+  op<void> save_job(const domain_key& key, std::string path, diagnostics& diag);
+  op<void> dump_job(const domain_key& key, std::string path, unsigned flags, diagnostics& diag);
   // attach/detach: the device from its XML, the domain with its job taken, and where the change goes.
   struct device_change {
     device_variant dev;
     dom_ptr d;
     bool live = false, config = false;
   };
-  asio::awaitable<result<device_change>> begin_device_job(std::string_view name, std::string_view xml, unsigned flags,
+  asio::awaitable<result<device_change>> begin_device_job(const domain_key& key, std::string_view xml, unsigned flags,
                                                           diagnostics& diag, job_guard& g);
-  op<void> attach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
-  op<void> detach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag);
+  op<void> attach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag);
+  op<void> detach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag);
   op<std::string> prepare_job(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag);
-  op<void> perform_job(std::string_view name, std::string_view uri, migrate_options opt, diagnostics& diag);
-  op<domain_ref> finish_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
-  op<void> confirm_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag);
+  op<void> perform_job(const domain_key& key, std::string_view uri, migrate_options opt, diagnostics& diag);
+  op<domain_ref> finish_job(const domain_key& key, unsigned flags, bool ok, diagnostics& diag);
+  op<void> confirm_job(const domain_key& key, unsigned flags, bool ok, diagnostics& diag);
   asio::awaitable<result<void>> hotplug(dom_ptr d, std::shared_ptr<runtime> rt, device_variant dev, diagnostics& diag);
   asio::awaitable<void> remove_backend(dom_ptr d, std::shared_ptr<runtime> rt, std::string id);
   static asio::awaitable<void> monitor_lost(std::shared_ptr<state> s, dom_ptr d, std::shared_ptr<runtime> rt);
@@ -1173,7 +1172,7 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<void> driver::close() {
+op<void> driver::close(diagnostics&) {
   if (!share_) s_->close_all();
   share_.reset();  // the last connection to these directories closes their state
   co_return result<void>{};
@@ -1380,10 +1379,10 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   co_return d->ref();
 }
 
-op<void> driver::undefine(std::string_view name, diagnostics& diag) {
+op<void> driver::undefine(const domain_key& key, diagnostics& diag) {
   auto s = s_;
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->persistent) co_return fail(diag, errc::operation_invalid, "cannot undefine transient domain");
@@ -1404,10 +1403,10 @@ op<void> driver::undefine(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<void> driver::create(std::string_view name, diagnostics& diag) {
+op<void> driver::create(const domain_key& key, diagnostics& diag) {
   auto s = s_;
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (d->active()) co_return fail(diag, errc::operation_invalid, "domain is already running");
@@ -1472,10 +1471,10 @@ op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnost
   });
 }
 
-op<void> driver::destroy(std::string_view name, diagnostics& diag) {
+op<void> driver::destroy(const domain_key& key, diagnostics& diag) {
   auto s = s_;
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1485,10 +1484,10 @@ op<void> driver::destroy(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<void> driver::state::simple_command(std::string_view name, std::string cmd, diagnostics& diag, bool reboot) {
+op<void> driver::state::simple_command(const domain_key& key, std::string cmd, diagnostics& diag, bool reboot) {
   auto s = shared_from_this();  // the job may outlive the driver object
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1503,21 +1502,21 @@ op<void> driver::state::simple_command(std::string_view name, std::string cmd, d
 }
 
 // Asks the guest (ACPI power button); returns once asked, like libvirt.
-op<void> driver::shutdown(std::string_view name, diagnostics& diag) {
-  return s_->simple_command(name, "system_powerdown", diag);
+op<void> driver::shutdown(const domain_key& key, diagnostics& diag) {
+  return s_->simple_command(key, "system_powerdown", diag);
 }
 
 // libvirt's reboot without a guest agent: the ACPI power button, and when the guest has shut
 // down, a reset and cont instead of a stop (its "fake reboot"): the guest's OS reboots cleanly,
 // the process and id stay. A guest that ignores the button does not reboot (as with libvirt).
-op<void> driver::reboot(std::string_view name, diagnostics& diag) {
-  return s_->simple_command(name, "system_powerdown", diag, true);
+op<void> driver::reboot(const domain_key& key, diagnostics& diag) {
+  return s_->simple_command(key, "system_powerdown", diag, true);
 }
 
-op<void> driver::suspend(std::string_view name, diagnostics& diag) {
+op<void> driver::suspend(const domain_key& key, diagnostics& diag) {
   auto s = s_;
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1537,10 +1536,10 @@ op<void> driver::suspend(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<void> driver::resume(std::string_view name, diagnostics& diag) {
+op<void> driver::resume(const domain_key& key, diagnostics& diag) {
   auto s = s_;
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1559,9 +1558,9 @@ op<void> driver::resume(std::string_view name, diagnostics& diag) {
   co_return result<void>{};
 }
 
-op<domain_info> driver::get_info(std::string_view name, diagnostics& diag) {
+op<domain_info> driver::get_info(const domain_key& key, diagnostics& diag) {
   auto s = s_;
-  auto r = s->get(name, diag);
+  auto r = s->get(key, diag);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   const auto& def = d->def;
@@ -1602,20 +1601,20 @@ op<domain_info> driver::get_info(std::string_view name, diagnostics& diag) {
   co_return info;
 }
 
-op<std::string> driver::get_os_type(std::string_view name, diagnostics& diag) {
-  auto d = s_->get(name, diag);
+op<std::string> driver::get_os_type(const domain_key& key, diagnostics& diag) {
+  auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
   co_return (*d)->def.os.type.empty() ? std::string("hvm") : (*d)->def.os.type;
 }
 
-op<domain_state_info> driver::get_state(std::string_view name, diagnostics& diag) {
-  auto d = s_->get(name, diag);
+op<domain_state_info> driver::get_state(const domain_key& key, diagnostics& diag) {
+  auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
   co_return domain_state_info{(*d)->state, (*d)->reason};
 }
 
-op<std::string> driver::get_xml(std::string_view name, unsigned flags, diagnostics& diag) {
-  auto d = s_->get(name, diag);
+op<std::string> driver::get_xml(const domain_key& key, unsigned flags, diagnostics& diag) {
+  auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
   dom& x = **d;
   domain_format_options opt;
@@ -1625,24 +1624,28 @@ op<std::string> driver::get_xml(std::string_view name, unsigned flags, diagnosti
   co_return format_domain_xml(x.def, opt);
 }
 
-op<bool> driver::is_active(std::string_view name, diagnostics& diag) {
-  auto d = s_->get(name, diag);
+op<bool> driver::is_active(const domain_key& key, diagnostics& diag) {
+  auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
   co_return (*d)->active();
 }
 
-op<bool> driver::is_persistent(std::string_view name, diagnostics& diag) {
-  auto d = s_->get(name, diag);
+op<bool> driver::is_persistent(const domain_key& key, diagnostics& diag) {
+  auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
   co_return (*d)->persistent;
 }
 
 event_stream driver::subscribe(std::string domain) { return s_->events.subscribe(s_->ex, std::move(domain)); }
 
-op<void> driver::set_memory(std::string_view name, std::uint64_t kib, unsigned flags, diagnostics& diag) {
+op<void> driver::set_max_memory(const domain_key& key, std::uint64_t kib, diagnostics& diag) {
+  return set_memory(key, kib, modify::mem_maximum, diag);
+}
+
+op<void> driver::set_memory(const domain_key& key, std::uint64_t kib, unsigned flags, diagnostics& diag) {
   auto s = s_;
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   bool live = flags & modify::live, config = flags & modify::config;
@@ -1684,15 +1687,15 @@ op<void> driver::set_memory(std::string_view name, std::uint64_t kib, unsigned f
   co_return result<void>{};
 }
 
-op<bool> driver::get_autostart(std::string_view name, diagnostics& diag) {
-  auto d = s_->get(name, diag);
+op<bool> driver::get_autostart(const domain_key& key, diagnostics& diag) {
+  auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
   co_return (*d)->autostart;
 }
 
-op<void> driver::set_autostart(std::string_view name, bool on, diagnostics& diag) {
+op<void> driver::set_autostart(const domain_key& key, bool on, diagnostics& diag) {
   auto s = s_;
-  auto r = s->get(name, diag);
+  auto r = s->get(key, diag);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->persistent) co_return fail(diag, errc::operation_invalid, "cannot set autostart for transient domain");
@@ -1752,16 +1755,16 @@ std::string absolute_path(std::string_view p) {
 
 }  // namespace
 
-op<void> driver::save(std::string_view name, std::string_view path, diagnostics& diag) {
-  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), path = absolute_path(path), &diag] {
-    return s->save_job(name, path, diag);
+op<void> driver::save(const domain_key& key, std::string_view path, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, key = key, path = absolute_path(path), &diag] {
+    return s->save_job(key, path, diag);
   });
 }
 
-op<void> driver::state::save_job(std::string_view name, std::string path, diagnostics& diag) {
+op<void> driver::state::save_job(const domain_key& key, std::string path, diagnostics& diag) {
   auto s = shared_from_this();
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1851,19 +1854,19 @@ op<domain_ref> driver::restore(std::string_view path_in, diagnostics& diag) {
   });
 }
 
-op<void> driver::core_dump(std::string_view name, std::string_view path, unsigned flags, diagnostics& diag) {
-  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), path = absolute_path(path), flags, &diag] {
-    return s->dump_job(name, path, flags, diag);
+op<void> driver::core_dump(const domain_key& key, std::string_view path, unsigned flags, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, key = key, path = absolute_path(path), flags, &diag] {
+    return s->dump_job(key, path, flags, diag);
   });
 }
 
 // virDomainCoreDumpWithFormat: always an ELF of the guest's memory (dump-guest-memory), the
 // format crash(8) and gdb read; without dump_flags::live the guest is paused meanwhile (reason
 // dump), crash destroys it afterwards (shut off, crashed), reset resets it.
-op<void> driver::state::dump_job(std::string_view name, std::string path, unsigned flags, diagnostics& diag) {
+op<void> driver::state::dump_job(const domain_key& key, std::string path, unsigned flags, diagnostics& diag) {
   auto s = shared_from_this();
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1918,9 +1921,9 @@ op<void> driver::state::dump_job(std::string_view name, std::string path, unsign
   co_return result<void>{};
 }
 
-op<covirt::block_stats> driver::block_stats(std::string_view name, std::string_view disk, diagnostics& diag) {
+op<covirt::block_stats> driver::block_stats(const domain_key& key, std::string_view disk, diagnostics& diag) {
   auto s = s_;
-  auto r = s->get(name, diag);
+  auto r = s->get(key, diag);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1959,10 +1962,10 @@ op<covirt::block_stats> driver::block_stats(std::string_view name, std::string_v
   co_return fail(diag, errc::invalid_arg, "disk " + q(disk) + " has no statistics (no medium?)");
 }
 
-op<std::string> driver::qemu_monitor_command(std::string_view name, std::string_view command, diagnostics& diag) {
+op<std::string> driver::qemu_monitor_command(const domain_key& key, std::string_view command, diagnostics& diag) {
   auto s = s_;
   state::job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt || !d->rt->mon.is_open()) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -1978,13 +1981,6 @@ op<std::string> driver::qemu_monitor_command(std::string_view name, std::string_
     co_return s->command_failed(d, rt, ec, diag);
   }
   co_return std::move(reply);
-}
-
-op<std::unique_ptr<covirt::detail::erased_driver>> open_driver(asio::any_io_executor ex, const uri& u, unsigned flags,
-                                                       diagnostics& diag) {
-  auto m = std::make_unique<covirt::detail::driver_model<driver>>(ex);
-  if (auto r = co_await m->get().open(u, flags, diag); !r) co_return r.error();
-  co_return std::unique_ptr<covirt::detail::erased_driver>(std::move(m));
 }
 
 }  // namespace covirt::qemu
@@ -2311,15 +2307,15 @@ asio::awaitable<void> driver::state::remove_backend(dom_ptr d, std::shared_ptr<r
   persist(*d);
 }
 
-op<void> driver::attach_device(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
-  return s_->attach_job(name, xml, flags, diag);
+op<void> driver::attach_device(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {
+  return s_->attach_job(key, xml, flags, diag);
 }
 
 asio::awaitable<result<driver::state::device_change>> driver::state::begin_device_job(
-    std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag, job_guard& g) {
+    const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag, job_guard& g) {
   auto dev = parse_device_xml(xml, diag);
   if (!dev) co_return dev.error();
-  auto r = co_await begin_job(name, diag, g);
+  auto r = co_await begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   auto how = impact(flags, d->active() && d->rt, d->persistent, diag);
@@ -2327,10 +2323,10 @@ asio::awaitable<result<driver::state::device_change>> driver::state::begin_devic
   co_return device_change{std::move(*dev), d, how->first, how->second};
 }
 
-op<void> driver::state::attach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
+op<void> driver::state::attach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {
   auto s = shared_from_this();
   job_guard g;
-  auto c = co_await s->begin_device_job(name, xml, flags, diag, g);
+  auto c = co_await s->begin_device_job(key, xml, flags, diag, g);
   if (!c) co_return failure(c.error());
   device_variant& dev = c->dev;
   dom_ptr d = c->d;
@@ -2355,16 +2351,16 @@ op<void> driver::state::attach_job(std::string_view name, std::string_view xml, 
   co_return result<void>{};
 }
 
-op<void> driver::detach_device(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
-  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), xml = std::string(xml), flags, &diag] {
-    return s->detach_job(name, xml, flags, diag);
+op<void> driver::detach_device(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, key = key, xml = std::string(xml), flags, &diag] {
+    return s->detach_job(key, xml, flags, diag);
   });
 }
 
-op<void> driver::state::detach_job(std::string_view name, std::string_view xml, unsigned flags, diagnostics& diag) {
+op<void> driver::state::detach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {
   auto s = shared_from_this();
   job_guard g;
-  auto c = co_await s->begin_device_job(name, xml, flags, diag, g);
+  auto c = co_await s->begin_device_job(key, xml, flags, diag, g);
   if (!c) co_return failure(c.error());
   device_variant& dev = c->dev;
   dom_ptr d = c->d;
@@ -2416,9 +2412,9 @@ op<void> driver::state::detach_job(std::string_view name, std::string_view xml, 
 
 // ------------------------------------------------------------------ jobs
 
-op<job_info> driver::get_job_info(std::string_view name, diagnostics& diag) {
+op<job_info> driver::get_job_info(const domain_key& key, diagnostics& diag) {
   auto s = s_;
-  auto r = s->get(name, diag);
+  auto r = s->get(key, diag);
   if (!r) co_return failure(r.error());
   auto job = (*r)->job_now;
   job_info info;
@@ -2455,9 +2451,9 @@ op<job_info> driver::get_job_info(std::string_view name, diagnostics& diag) {
   co_return info;
 }
 
-op<void> driver::abort_job(std::string_view name, diagnostics& diag) {
+op<void> driver::abort_job(const domain_key& key, diagnostics& diag) {
   auto s = s_;
-  auto r = s->get(name, diag);
+  auto r = s->get(key, diag);
   if (!r) co_return failure(r.error());
   auto job = (*r)->job_now;
   if (!job) co_return fail(diag, errc::operation_invalid, "no job is active on the domain");
@@ -2476,9 +2472,9 @@ op<void> driver::abort_job(std::string_view name, diagnostics& diag) {
 
 // ------------------------------------------------------------------ migration
 
-op<std::string> driver::migrate_begin(std::string_view name, unsigned flags, diagnostics& diag) {
+op<std::string> driver::migrate_begin(const domain_key& key, unsigned flags, diagnostics& diag) {
   auto s = s_;
-  auto r = s->get(name, diag);
+  auto r = s->get(key, diag);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -2559,17 +2555,17 @@ op<std::string> driver::state::prepare_job(std::string_view xml, std::string_vie
   co_return qemu_uri;
 }
 
-op<void> driver::migrate_perform(std::string_view name, std::string_view uri, const migrate_options& opt, diagnostics& diag) {
-  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), uri = std::string(uri), opt, &diag] {
-    return s->perform_job(name, uri, opt, diag);
+op<void> driver::migrate_perform(const domain_key& key, std::string_view uri, const migrate_options& opt, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, key = key, uri = std::string(uri), opt, &diag] {
+    return s->perform_job(key, uri, opt, diag);
   });
 }
 
-op<void> driver::state::perform_job(std::string_view name, std::string_view uri, migrate_options opt, diagnostics& diag) {
+op<void> driver::state::perform_job(const domain_key& key, std::string_view uri, migrate_options opt, diagnostics& diag) {
   const unsigned flags = opt.flags;
   auto s = shared_from_this();
   job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -2618,28 +2614,28 @@ op<void> driver::state::perform_job(std::string_view name, std::string_view uri,
   co_return result<void>{};
 }
 
-op<domain_ref> driver::migrate_finish(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
-  return state::cleanup_on_cancel<domain_ref>([s = s_, name = std::string(name), flags, ok, &diag] {
-    return s->finish_job(name, flags, ok, diag);
+op<domain_ref> driver::migrate_finish(const domain_key& key, unsigned flags, bool ok, diagnostics& diag) {
+  return state::cleanup_on_cancel<domain_ref>([s = s_, key = key, flags, ok, &diag] {
+    return s->finish_job(key, flags, ok, diag);
   });
 }
 
-op<domain_ref> driver::state::finish_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
+op<domain_ref> driver::state::finish_job(const domain_key& key, unsigned flags, bool ok, diagnostics& diag) {
   auto s = shared_from_this();
   job_guard g;
-  auto r = co_await s->begin_job(name, diag, g);
+  auto r = co_await s->begin_job(key, diag, g);
   if (!r) co_return failure(r.error());
   dom_ptr d = *r;
   d->job_now.reset();
   if (!d->active() || !d->rt || d->reason != reason::paused_migration)
-    co_return fail(diag, errc::operation_invalid, "domain " + q(name) + " is not waiting for an incoming migration");
+    co_return fail(diag, errc::operation_invalid, "domain " + q(key.name) + " is not waiting for an incoming migration");
   auto rt = d->rt;
   auto drop = [&](std::string why) -> asio::awaitable<failure> {
     rt->intent = stop_intent{reason::failed, event_detail::stopped_failed};
     co_await s->kill(d, rt);
     co_return fail(diag, errc::operation_failed, std::move(why));
   };
-  if (!ok) co_return co_await drop("migration of domain " + q(name) + " did not complete at the source");
+  if (!ok) co_return co_await drop("migration of domain " + q(key.name) + " did not complete at the source");
   auto w = co_await s->wait_migration(rt, diag, 60s, "migration in", false);
   if (!w) co_return co_await drop("incoming migration failed: " + std::string(diag.message()));
   if (flags & migrate_flags::paused) {
@@ -2665,15 +2661,15 @@ op<domain_ref> driver::state::finish_job(std::string_view name, unsigned flags, 
   co_return d->ref();
 }
 
-op<void> driver::migrate_confirm(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
-  return state::cleanup_on_cancel<void>([s = s_, name = std::string(name), flags, ok, &diag] {
-    return s->confirm_job(name, flags, ok, diag);
+op<void> driver::migrate_confirm(const domain_key& key, unsigned flags, bool ok, diagnostics& diag) {
+  return state::cleanup_on_cancel<void>([s = s_, key = key, flags, ok, &diag] {
+    return s->confirm_job(key, flags, ok, diag);
   });
 }
 
-op<void> driver::state::confirm_job(std::string_view name, unsigned flags, bool ok, diagnostics& diag) {
+op<void> driver::state::confirm_job(const domain_key& key, unsigned flags, bool ok, diagnostics& diag) {
   auto s = shared_from_this();
-  dom_ptr d = s->find(name);
+  dom_ptr d = key.by_uuid() ? s->find_uuid(key.uuid) : s->find(key.name);
   if (!d || !d->migration_held) co_return result<void>{};  // perform failed and already resumed the guest
   d->migration_held = false;
   job_guard g(d);  // perform's job, released here

@@ -21,10 +21,12 @@ public:
   /// A node description file as libvirt's test driver reads it (<node> with <cpu>, <memory>,
   /// <domain> and <network> children, inline or as file='...').
   result<void> load_file(const std::string& path, diagnostics& diag);
+  /// test:///default loads the default; test:///ABSOLUTE/FILE.xml a node file.
+  op<void> open(const uri& u, unsigned flags, diagnostics& diag);
 
   asio::any_io_executor get_executor() const noexcept;
   std::string_view type_name() const noexcept { return "TEST"; }
-  op<void> close();
+  op<void> close(diagnostics& diag);
   op<std::string> get_hostname(diagnostics& diag);
   op<std::uint64_t> get_version(diagnostics& diag);
   op<std::string> get_capabilities(diagnostics& diag);
@@ -35,26 +37,28 @@ public:
   op<domain_ref> lookup_by_uuid(std::string_view uuid, diagnostics& diag);
   op<domain_ref> lookup_by_id(int id, diagnostics& diag);
   op<domain_ref> define_xml(std::string_view xml, diagnostics& diag);
-  op<void> undefine(std::string_view name, diagnostics& diag);
-  op<void> create(std::string_view name, diagnostics& diag);
+  op<void> undefine(const domain_key& key, diagnostics& diag);
+  op<void> create(const domain_key& key, diagnostics& diag);
   op<domain_ref> create_xml(std::string_view xml, unsigned flags, diagnostics& diag);
-  op<void> destroy(std::string_view name, diagnostics& diag);
-  op<void> shutdown(std::string_view name, diagnostics& diag);
-  op<void> reboot(std::string_view name, diagnostics& diag);
-  op<void> suspend(std::string_view name, diagnostics& diag);
-  op<void> resume(std::string_view name, diagnostics& diag);
-  op<domain_info> get_info(std::string_view name, diagnostics& diag);
-  op<domain_state_info> get_state(std::string_view name, diagnostics& diag);
-  op<std::string> get_os_type(std::string_view name, diagnostics& diag);
-  op<std::string> get_xml(std::string_view name, unsigned flags, diagnostics& diag);
-  op<bool> is_active(std::string_view name, diagnostics& diag);
-  op<bool> is_persistent(std::string_view name, diagnostics& diag);
+  op<void> destroy(const domain_key& key, diagnostics& diag);
+  op<void> shutdown(const domain_key& key, diagnostics& diag);
+  op<void> reboot(const domain_key& key, diagnostics& diag);
+  op<void> suspend(const domain_key& key, diagnostics& diag);
+  op<void> resume(const domain_key& key, diagnostics& diag);
+  op<domain_info> get_info(const domain_key& key, diagnostics& diag);
+  op<domain_state_info> get_state(const domain_key& key, diagnostics& diag);
+  op<std::string> get_os_type(const domain_key& key, diagnostics& diag);
+  op<std::string> get_xml(const domain_key& key, unsigned flags, diagnostics& diag);
+  op<bool> is_active(const domain_key& key, diagnostics& diag);
+  op<bool> is_persistent(const domain_key& key, diagnostics& diag);
   event_stream subscribe(std::string domain);
 
-  op<void> set_memory(std::string_view name, std::uint64_t kib, unsigned flags, diagnostics& diag);
-  op<void> set_vcpus(std::string_view name, unsigned count, unsigned flags, diagnostics& diag);
-  op<bool> get_autostart(std::string_view name, diagnostics& diag);
-  op<void> set_autostart(std::string_view name, bool on, diagnostics& diag);
+  op<void> set_memory(const domain_key& key, std::uint64_t kib, unsigned flags, diagnostics& diag);
+  /// set_memory with modify::mem_maximum.
+  op<void> set_max_memory(const domain_key& key, std::uint64_t kib, diagnostics& diag);
+  op<void> set_vcpus(const domain_key& key, unsigned count, unsigned flags, diagnostics& diag);
+  op<bool> get_autostart(const domain_key& key, diagnostics& diag);
+  op<void> set_autostart(const domain_key& key, bool on, diagnostics& diag);
 
   op<std::vector<network_ref>> list_networks(unsigned flags, diagnostics& diag);
   op<network_ref> lookup_network(std::string_view name, diagnostics& diag);
@@ -75,12 +79,5 @@ private:
 static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver>);
 
-/// The factory open() uses for "test" URIs.
-op<std::unique_ptr<detail::erased_driver>> open_driver(asio::any_io_executor ex, const uri& u, unsigned flags,
-                                                       diagnostics& diag);
-
 }  // namespace covirt::test
 
-namespace covirt::detail {
-extern template class driver_model<test::driver>;
-}

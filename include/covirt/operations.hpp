@@ -1,0 +1,162 @@
+// covirt: the table of operations. Each operation of the API is declared here once: the
+// capability it belongs to, its name, libvirt's API name, whether it changes anything, its result
+// and its parameters. From this one list come
+//   - the driver concepts (covirt::driver, can_set_memory, ...: driver.hpp),
+//   - the type-erased interface and the no_support answer for a driver without it (detail/erased_driver.hpp),
+//   - the connection's async_NAME methods with every completion token, and the read-only refusal (connection.hpp).
+// Adding an operation is one row here plus the drivers' code.
+//
+// A row: X(CAPABILITY, NAME, "virApiName", MUTATING, RESULT, (PARAMETERS), (ARGUMENT NAMES)).
+// Parameters are written as the connection takes them (owning types); a driver takes each by
+// const reference or by view (std::string_view for std::string). A domain is a domain_key.
+//
+// Why an X-macro: the rows must become virtual functions, overriders and public member templates
+// with named parameters, which neither plain templates nor Boost.Describe can declare. The macro
+// does only that; everything with logic in it (the argument tuple, the concept checks, the
+// dispatch) is ordinary templates below, so compiler errors still point at real code.
+#pragma once
+
+#include <covirt/error.hpp>
+#include <covirt/types.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+// The operations a connection offers.
+#define COVIRT_OPERATIONS(X)                                                                                           \
+  /* Node and connection */                                                                                            \
+  X(core, close, "virConnectClose", false, void, (), ())                                                               \
+  X(core, get_hostname, "virConnectGetHostname", false, std::string, (), ())                                           \
+  /* The hypervisor's version, major*1e6+minor*1e3+micro. */                                                           \
+  X(core, get_version, "virConnectGetVersion", false, std::uint64_t, (), ())                                           \
+  X(core, get_capabilities, "virConnectGetCapabilities", false, std::string, (), ())                                   \
+  X(core, node_get_info, "virNodeGetInfo", false, node_info, (), ())                                                   \
+  X(core, get_max_vcpus, "virConnectGetMaxVcpus", false, int, (std::string type), (type))                              \
+  /* Domains: listing and lookup. flags: list_flags (0: every domain). */                                              \
+  X(core, list_domains, "virConnectListAllDomains", false, std::vector<domain_ref>, (unsigned flags), (flags))         \
+  X(core, lookup_by_name, "virDomainLookupByName", false, domain_ref, (std::string name), (name))                      \
+  X(core, lookup_by_uuid, "virDomainLookupByUUIDString", false, domain_ref, (std::string uuid), (uuid))                \
+  X(core, lookup_by_id, "virDomainLookupByID", false, domain_ref, (int id), (id))                                      \
+  /* Domains: definition and lifecycle. create starts a defined domain (virsh start); create_xml  */                   \
+  /* starts a transient one (flags: 1 = VIR_DOMAIN_START_PAUSED).                                 */                   \
+  X(core, define_xml, "virDomainDefineXML", true, domain_ref, (std::string xml), (xml))                                \
+  X(core, undefine, "virDomainUndefine", true, void, (domain_key dom), (dom))                                          \
+  X(core, create, "virDomainCreate", true, void, (domain_key dom), (dom))                                              \
+  X(core, create_xml, "virDomainCreateXML", true, domain_ref, (std::string xml, unsigned flags), (xml, flags))         \
+  X(core, destroy, "virDomainDestroy", true, void, (domain_key dom), (dom))                                            \
+  X(core, shutdown, "virDomainShutdown", true, void, (domain_key dom), (dom))                                          \
+  X(core, reboot, "virDomainReboot", true, void, (domain_key dom), (dom))                                              \
+  X(core, suspend, "virDomainSuspend", true, void, (domain_key dom), (dom))                                            \
+  X(core, resume, "virDomainResume", true, void, (domain_key dom), (dom))                                              \
+  /* Domains: state and configuration. get_xml flags: xml_flags (inactive: the next boot's). */                        \
+  X(core, get_info, "virDomainGetInfo", false, domain_info, (domain_key dom), (dom))                                   \
+  X(core, get_os_type, "virDomainGetOSType", false, std::string, (domain_key dom), (dom))                              \
+  X(core, get_state, "virDomainGetState", false, domain_state_info, (domain_key dom), (dom))                           \
+  X(core, get_xml, "virDomainGetXMLDesc", false, std::string, (domain_key dom, unsigned flags), (dom, flags))          \
+  X(core, is_active, "virDomainIsActive", false, bool, (domain_key dom), (dom))                                        \
+  X(core, is_persistent, "virDomainIsPersistent", false, bool, (domain_key dom), (dom))                                \
+  /* flags: modify::live / config / mem_maximum, as virDomainSetMemoryFlags. */                                        \
+  X(set_memory, set_memory, "virDomainSetMemoryFlags", true, void, (domain_key dom, std::uint64_t kib, unsigned flags),\
+    (dom, kib, flags))                                                                                                 \
+  X(set_memory, set_max_memory, "virDomainSetMaxMemory", true, void, (domain_key dom, std::uint64_t kib), (dom, kib))  \
+  /* flags: modify::live / config / vcpu_maximum, as virDomainSetVcpusFlags. */                                        \
+  X(set_vcpus, set_vcpus, "virDomainSetVcpusFlags", true, void, (domain_key dom, unsigned count, unsigned flags),      \
+    (dom, count, flags))                                                                                               \
+  X(autostart, get_autostart, "virDomainGetAutostart", false, bool, (domain_key dom), (dom))                           \
+  X(autostart, set_autostart, "virDomainSetAutostart", true, void, (domain_key dom, bool on), (dom, on))               \
+  /* save: the guest's state to `path`, then it stops (shut off, reason saved); restore starts it again. */            \
+  X(save_restore, save, "virDomainSave", true, void, (domain_key dom, std::string path), (dom, path))                  \
+  X(save_restore, restore, "virDomainRestore", true, domain_ref, (std::string path), (path))                           \
+  /* flags: dump_flags (memory_only: an ELF of the guest's memory). */                                                 \
+  X(core_dump, core_dump, "virDomainCoreDumpWithFormat", true, void,                                                   \
+    (domain_key dom, std::string path, unsigned flags), (dom, path, flags))                                            \
+  /* disk: the target dev ("vda"). */                                                                                  \
+  X(block_stats, block_stats, "virDomainBlockStats", false, covirt::block_stats, (domain_key dom, std::string disk),   \
+    (dom, disk))                                                                                                       \
+  /* Raw QMP passthrough: `command` is a JSON command object; the result is QEMU's whole reply. */                     \
+  X(monitor_command, qemu_monitor_command, "virDomainQemuMonitorCommand", true, std::string,                           \
+    (domain_key dom, std::string command), (dom, command))                                                             \
+  /* One device (<disk>, <interface>) as XML; flags: device_modify (live: the running guest,     */                    \
+  /* config: the definition, current: live if running). A live detach waits a few seconds for   */                    \
+  /* the guest to release the device, then lets the removal finish when it does, as libvirt.    */                    \
+  X(hotplug, attach_device, "virDomainAttachDeviceFlags", true, void, (domain_key dom, std::string xml, unsigned flags),\
+    (dom, xml, flags))                                                                                                 \
+  X(hotplug, detach_device, "virDomainDetachDeviceFlags", true, void, (domain_key dom, std::string xml, unsigned flags),\
+    (dom, xml, flags))                                                                                                 \
+  /* The long job running on the domain (save, restore, dump, migration) and its progress;      */                     \
+  /* abort_job stops it, and the job's own call fails with errc::operation_aborted.             */                     \
+  X(jobs, get_job_info, "virDomainGetJobInfo", false, job_info, (domain_key dom), (dom))                               \
+  X(jobs, abort_job, "virDomainAbortJob", true, void, (domain_key dom), (dom))                                         \
+  /* Networks, by name (lookup_network also by UUID). */                                                               \
+  X(networks, list_networks, "virConnectListAllNetworks", false, std::vector<network_ref>, (unsigned flags), (flags))  \
+  X(networks, lookup_network, "virNetworkLookupByName", false, network_ref, (std::string name), (name))                 \
+  X(networks, define_network, "virNetworkDefineXML", true, network_ref, (std::string xml), (xml))                      \
+  X(networks, undefine_network, "virNetworkUndefine", true, void, (std::string name), (name))                          \
+  X(networks, create_network, "virNetworkCreate", true, void, (std::string name), (name))                              \
+  X(networks, destroy_network, "virNetworkDestroy", true, void, (std::string name), (name))                            \
+  X(networks, get_network_xml, "virNetworkGetXMLDesc", false, std::string, (std::string name, unsigned flags),         \
+    (name, flags))                                                                                                     \
+  X(networks, get_network_autostart, "virNetworkGetAutostart", false, bool, (std::string name), (name))                \
+  X(networks, set_network_autostart, "virNetworkSetAutostart", true, void, (std::string name, bool on), (name, on))    \
+  X(networks, get_network_bridge_name, "virNetworkGetBridgeName", false, std::string, (std::string name), (name))
+
+// Live migration, libvirt's five phases (virDomainMigrate3, protocol v3). Drivers have them and
+// the erased interface carries them; the connection offers one call, async_migrate, that runs
+// them across two drivers: begin on the source gives the domain XML; prepare on the destination
+// starts QEMU waiting for the state and returns the URI to send it to; perform on the source
+// sends it; finish on the destination runs the guest (ok) or kills it; confirm on the source
+// stops its copy (ok) or resumes it.
+#define COVIRT_MIGRATION_PHASES(X)                                                                                     \
+  X(migrate, migrate_begin, "virDomainMigrateBegin3", true, std::string, (domain_key dom, unsigned flags),            \
+    (dom, flags))                                                                                                      \
+  X(migrate, migrate_prepare, "virDomainMigratePrepare3", true, std::string,                                           \
+    (std::string xml, std::string uri, unsigned flags), (xml, uri, flags))                                             \
+  X(migrate, migrate_perform, "virDomainMigratePerform3", true, void,                                                  \
+    (domain_key dom, std::string uri, migrate_options opt), (dom, uri, opt))                                           \
+  X(migrate, migrate_finish, "virDomainMigrateFinish3", true, domain_ref, (domain_key dom, unsigned flags, bool ok),   \
+    (dom, flags, ok))                                                                                                  \
+  X(migrate, migrate_confirm, "virDomainMigrateConfirm3", true, void, (domain_key dom, unsigned flags, bool ok),      \
+    (dom, flags, ok))
+
+namespace covirt {
+
+/// The groups a driver offers whole or not at all: `core` every driver has; the others are optional.
+enum class capability { core, set_memory, set_vcpus, autostart, networks, save_restore, core_dump, block_stats,
+                        monitor_command, hotplug, jobs, migrate };
+
+namespace detail {
+template <class Signature>
+struct args_of;
+template <class... P>
+struct args_of<void(P...)> { using type = std::tuple<std::decay_t<P>...>; };
+
+/// Moves the connection's parameters into the operation's argument tuple (one move each).
+template <class Tuple, class... A>
+Tuple take(A&... a) { return Tuple{std::move(a)...}; }
+}  // namespace detail
+
+/// One tag type per operation, with the row's facts. `invoke` calls the driver's member of that
+/// name; it takes part in overload resolution only where the driver has such a member, which is
+/// what the concepts in driver.hpp test.
+namespace ops {
+#define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                                                             \
+  struct NAME {                                                                                                      \
+    static constexpr std::string_view name = #NAME;                                                                  \
+    static constexpr const char* api = API;                                                                          \
+    static constexpr bool mutating = MUT;                                                                            \
+    static constexpr capability cap = capability::CAP;                                                               \
+    using result_type = RET;                                                                                         \
+    using args = typename detail::args_of<void PARAMS>::type;                                                        \
+    template <class D, class... A>                                                                                   \
+    static auto invoke(D& d, diagnostics& g, const A&... a) -> decltype(d.NAME(a..., g)) { return d.NAME(a..., g); } \
+  };
+COVIRT_OPERATIONS(COVIRT_X)
+COVIRT_MIGRATION_PHASES(COVIRT_X)
+#undef COVIRT_X
+}  // namespace ops
+
+}  // namespace covirt
