@@ -1,5 +1,6 @@
 // covirt: launching and watching hypervisor processes.
 #include <covirt/qemu/process.hpp>
+#include <covirt/detail/spawn.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -442,15 +443,7 @@ asio::awaitable<result<int>> terminate_co(std::shared_ptr<process::impl> s, std:
 
 void complete(asio::any_io_executor ex, asio::awaitable<result<int>> op,
               asio::any_completion_handler<void(error_code, int)> h) {
-  auto slot = asio::get_associated_cancellation_slot(h);
-  auto hex = asio::get_associated_executor(h, ex);
-  asio::co_spawn(ex, std::move(op),
-                 asio::bind_cancellation_slot(slot, asio::bind_executor(hex,
-                     [h = std::move(h)](std::exception_ptr e, result<int> r) mutable {
-                       if (e) r = make_error_code(errc::internal_error);  // a safety net: nothing here throws
-                       if (r) std::move(h)(error_code{}, *r);
-                       else std::move(h)(r.error(), process::unknown_status);
-                     })));
+  covirt::detail::spawn_result<int>(ex, std::move(op), std::move(h), process::unknown_status);
 }
 
 // A moved-from process: nothing to wait for (a precondition broken; this may complete inline).

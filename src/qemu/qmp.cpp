@@ -6,6 +6,8 @@
 
 #include "qmp_codec.hpp"
 
+#include <covirt/detail/spawn.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -429,14 +431,7 @@ void qmp::connect_erased(std::string path, diagnostics* diag, asio::any_completi
     return detail::complete_now(std::move(h),
                                  make_error_code(errc::operation_invalid));
   }
-  auto slot = asio::get_associated_cancellation_slot(h);
-  auto hex = asio::get_associated_executor(h, s_->ex);
-  asio::co_spawn(s_->ex, detail::qmp_state::connect(s_, std::move(path), diag),
-                 asio::bind_cancellation_slot(slot, asio::bind_executor(hex,
-                     [h = std::move(h)](std::exception_ptr e, result<void> r) mutable {
-                       if (e) r = make_error_code(errc::internal_error);  // a safety net: nothing here throws
-                       std::move(h)(r ? error_code() : r.error());
-                     })));
+  covirt::detail::spawn_result<void>(s_->ex, detail::qmp_state::connect(s_, std::move(path), diag), std::move(h));
 }
 
 namespace {
