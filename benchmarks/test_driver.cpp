@@ -453,17 +453,24 @@ struct direct_api {
   static constexpr bool throws = false;
   covirt::test::driver& d;
   covirt::diagnostics diag;
+  // A driver's arguments are views that must outlive the co_await: the key lives here, not in a
+  // temporary made from the name (the calls below are awaited one at a time).
+  covirt::domain_key key;
+  const covirt::domain_key& key_of(const std::string& n) {
+    key.name = n;
+    return key;
+  }
   auto lookup(const std::string& n) { return d.lookup_by_name(n, diag); }
-  auto info(const std::string& n) { return d.get_info(n, diag); }
+  auto info(const std::string& n) { return d.get_info(key_of(n), diag); }
   auto list(unsigned f) { return d.list_domains(f, diag); }
   auto define(const std::string& x) { return d.define_xml(x, diag); }
-  auto undefine(const std::string& n) { return d.undefine(n, diag); }
+  auto undefine(const std::string& n) { return d.undefine(key_of(n), diag); }
   auto create_xml(const std::string& x) { return d.create_xml(x, 0, diag); }
-  auto destroy(const std::string& n) { return d.destroy(n, diag); }
-  auto suspend(const std::string& n) { return d.suspend(n, diag); }
-  auto resume(const std::string& n) { return d.resume(n, diag); }
-  auto xml(const std::string& n) { return d.get_xml(n, 0, diag); }
-  auto set_memory(const std::string& n, std::uint64_t kib, unsigned f) { return d.set_memory(n, kib, f, diag); }
+  auto destroy(const std::string& n) { return d.destroy(key_of(n), diag); }
+  auto suspend(const std::string& n) { return d.suspend(key_of(n), diag); }
+  auto resume(const std::string& n) { return d.resume(key_of(n), diag); }
+  auto xml(const std::string& n) { return d.get_xml(key_of(n), 0, diag); }
+  auto set_memory(const std::string& n, std::uint64_t kib, unsigned f) { return d.set_memory(key_of(n), kib, f, diag); }
 };
 
 template <class T>

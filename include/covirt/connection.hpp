@@ -67,11 +67,11 @@ public:
   template <class Token = asio::use_awaitable_t<>>                                                       \
     requires(!detail::is_diag<Token>)                                                                    \
   auto async_##NAME(COVIRT_P PARAMS Token&& token = {}) {                                                \
-    return run<ops::NAME>(detail::take<ops::NAME::args> ARGS, nullptr, std::forward<Token>(token));      \
+    return run<ops::NAME>(std::forward<Token>(token), nullptr, detail::take<ops::NAME::args> ARGS);      \
   }                                                                                                      \
   template <class Token = asio::use_awaitable_t<>>                                                       \
   auto async_##NAME(COVIRT_P PARAMS diagnostics& diag, Token&& token = {}) {                             \
-    return run<ops::NAME>(detail::take<ops::NAME::args> ARGS, &diag, std::forward<Token>(token));        \
+    return run<ops::NAME>(std::forward<Token>(token), &diag, detail::take<ops::NAME::args> ARGS);        \
   }
   COVIRT_OPERATIONS(COVIRT_X)
 #undef COVIRT_X
@@ -85,13 +85,13 @@ public:
   template <class Token = asio::use_awaitable_t<>>
     requires(!detail::is_diag<Token>)
   auto async_migrate(domain_key dom, connection& dest, migrate_options opt = {}, Token&& token = {}) {
-    return run<migrate_op>(migrate_op::args{std::move(dom), &dest, std::move(opt)}, nullptr,
-                           std::forward<Token>(token));
+    return run<migrate_op>(std::forward<Token>(token), nullptr,
+                           migrate_op::args{std::move(dom), &dest, std::move(opt)});
   }
   template <class Token = asio::use_awaitable_t<>>
   auto async_migrate(domain_key dom, connection& dest, migrate_options opt, diagnostics& diag, Token&& token = {}) {
-    return run<migrate_op>(migrate_op::args{std::move(dom), &dest, std::move(opt)}, &diag,
-                           std::forward<Token>(token));
+    return run<migrate_op>(std::forward<Token>(token), &diag,
+                           migrate_op::args{std::move(dom), &dest, std::move(opt)});
   }
 
 private:
@@ -130,26 +130,28 @@ private:
     return {};
   }
 
-  // The common path of every operation: the arguments live in this coroutine's frame while the
-  // driver's runs. use_awaitable gets a coroutine that throws; any other token a handler.
+  // The common path of every operation: the arguments live in the frame of the coroutine that
+  // awaits the driver's. use_awaitable gets a coroutine that throws; any other token a handler.
+  // `a` arrives as a prvalue and goes on as one, so it is moved once, into that frame: every
+  // move of a domain_key is two strings' worth of the erased layer's cost.
   template <class Op, class Token>
-  auto run(typename Op::args a, diagnostics* diag, Token&& token) {
+  auto run(Token&& token, diagnostics* diag, typename Op::args&& a) {
     using T = typename Op::result_type;
     if constexpr (detail::is_use_awaitable<Token>) {
-      return throwing<Op>(impl_.get(), is_read_only(), std::move(a), diag);
+      return throwing<Op>(impl_.get(), is_read_only(), diag, std::move(a));
     } else {
       return asio::async_initiate<Token, typename detail::op_signature<T>::type>(
-          [](auto h, detail::erased_driver* impl, bool ro, typename Op::args a, diagnostics* diag) {
+          [](auto h, detail::erased_driver* impl, bool ro, diagnostics* diag, typename Op::args&& a) {
             auto ex = impl ? impl->get_executor() : asio::get_associated_executor(h);
-            detail::spawn_result<T>(ex, as_result<Op>(impl, ro, std::move(a), diag), std::move(h));
+            detail::spawn_result<T>(ex, as_result<Op>(impl, ro, diag, std::move(a)), std::move(h));
           },
-          token, impl_.get(), is_read_only(), std::move(a), diag);
+          token, impl_.get(), is_read_only(), diag, std::move(a));
     }
   }
 
   template <class Op>
-  static op<typename Op::result_type> as_result(detail::erased_driver* impl, bool ro, typename Op::args a,
-                                                diagnostics* diag) {
+  static op<typename Op::result_type> as_result(detail::erased_driver* impl, bool ro, diagnostics* diag,
+                                                typename Op::args a) {
     diagnostics local;
     diagnostics& d = diag ? *diag : local;
     if (auto ec = refusal<Op>(impl, ro, d)) co_return failure(ec);
@@ -158,7 +160,7 @@ private:
 
   template <class Op>
   static asio::awaitable<typename Op::result_type> throwing(detail::erased_driver* impl, bool ro,
-                                                            typename Op::args a, diagnostics* diag) {
+                                                            diagnostics* diag, typename Op::args a) {
     diagnostics local;
     diagnostics& d = diag ? *diag : local;
     if (auto ec = refusal<Op>(impl, ro, d)) throw_error(ec, d);

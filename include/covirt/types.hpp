@@ -44,7 +44,8 @@ struct domain_key {
   std::string uuid;  ///< empty: look up by name
   int id = -1;
   domain_key() = default;
-  domain_key(std::string n) : name(std::move(n)) {}
+  domain_key(const std::string& n) : name(n) {}
+  domain_key(std::string&& n) : name(std::move(n)) {}
   domain_key(const char* n) : name(n) {}
   domain_key(std::string_view n) : name(n) {}
   domain_key(const domain_ref& r) : name(r.name), uuid(r.uuid), id(r.id) {}
