@@ -636,7 +636,7 @@ void bench_covirt_direct() {
   covirt::test::driver drv(ioc.get_executor());
   covirt::diagnostics diag;
   if (!drv.load_default(diag)) throw std::runtime_error("load_default: " + std::string(diag.message()));
-  run_on_io_context(ioc, bench_covirt(direct_api{drv, {}}, col_direct));
+  run_on_io_context(ioc, bench_covirt(direct_api{drv, {}, {}}, col_direct));
 }
 
 // ---------------------------------------------------------------------------------------------
