@@ -449,7 +449,9 @@ TEST_CASE("qemu faults: the driver restarts under load and re-attaches to every 
           auto worker = [&](std::string n) -> asio::awaitable<void> {
             ++workers;
             diagnostics diag;
-            for (int i = 0; !stopping; ++i) {
+            // `stopping` is set by another coroutine between iterations (clang's loop analysis cannot see that).
+            for (int i = 0;; ++i) {
+              if (stopping) break;
               ++in_flight;
               error_code ec;
               if (i % 4 == 0) {

@@ -44,7 +44,6 @@ using covirt::test_support::run_coro;
 namespace reason = covirt::reason;
 namespace detail_ = covirt::event_detail;
 
-constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
 
 
 long long ms_since(std::chrono::steady_clock::time_point t0) {
