@@ -49,7 +49,7 @@ consteval bool provides(capability c) {
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS) \
   if (c == capability::CAP) all = all && has_op<D, ops::NAME>;
   COVIRT_OPERATIONS(COVIRT_X)
-  COVIRT_MIGRATION_PHASES(COVIRT_X)
+  COVIRT_OPS_migrate(COVIRT_X)
 #undef COVIRT_X
   return all;
 }

@@ -6,9 +6,11 @@
 //   - the connection's async_NAME methods with every completion token, and the read-only refusal (connection.hpp).
 // Adding an operation is one row here plus the drivers' code.
 //
-// A row: X(CAPABILITY, NAME, "virApiName", MUTATING, RESULT, (PARAMETERS), (ARGUMENT NAMES)).
-// Parameters are written as the connection takes them (owning types); a driver takes each by
-// const reference or by view (std::string_view for std::string). A domain is a domain_key.
+// A row: X(CAPABILITY, NAME, "virApiName", MUTATING, RESULT, (PARAMETERS), (ARGUMENT NAMES)),
+// in the list of its capability (COVIRT_OPS_core, COVIRT_OPS_networks, ...). Parameters are
+// written as the connection takes them (owning types); a driver takes each by view
+// (std::string_view for std::string, const domain_key& for a domain). A driver declares the
+// members of a capability with COVIRT_DRIVER_OPERATIONS(capability), from the same rows.
 //
 // Why an X-macro: the rows must become virtual functions, overriders and public member templates
 // with named parameters, which neither plain templates nor Boost.Describe can declare. The macro
@@ -19,6 +21,8 @@
 #include <covirt/error.hpp>
 #include <covirt/types.hpp>
 
+#include <boost/asio/awaitable.hpp>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -26,8 +30,8 @@
 #include <type_traits>
 #include <vector>
 
-// The operations a connection offers.
-#define COVIRT_OPERATIONS(X)                                                                                           \
+// The operations a connection offers, one list per capability (driver.hpp has a concept for each).
+#define COVIRT_OPS_core(X)                                                                                             \
   /* Node and connection */                                                                                            \
   X(core, close, "virConnectClose", false, void, (), ())                                                               \
   X(core, get_hostname, "virConnectGetHostname", false, std::string, (), ())                                           \
@@ -58,51 +62,65 @@
   X(core, get_state, "virDomainGetState", false, domain_state_info, (domain_key dom), (dom))                           \
   X(core, get_xml, "virDomainGetXMLDesc", false, std::string, (domain_key dom, unsigned flags), (dom, flags))          \
   X(core, is_active, "virDomainIsActive", false, bool, (domain_key dom), (dom))                                        \
-  X(core, is_persistent, "virDomainIsPersistent", false, bool, (domain_key dom), (dom))                                \
+  X(core, is_persistent, "virDomainIsPersistent", false, bool, (domain_key dom), (dom))
+
+#define COVIRT_OPS_set_memory(X)                                                                                       \
   /* flags: modify::live / config / mem_maximum, as virDomainSetMemoryFlags. */                                        \
-  X(set_memory, set_memory, "virDomainSetMemoryFlags", true, void, (domain_key dom, std::uint64_t kib, unsigned flags),\
-    (dom, kib, flags))                                                                                                 \
-  X(set_memory, set_max_memory, "virDomainSetMaxMemory", true, void, (domain_key dom, std::uint64_t kib), (dom, kib))  \
+  X(set_memory, set_memory, "virDomainSetMemoryFlags", true, void, (domain_key dom, std::uint64_t kib, unsigned flags), (dom, kib, flags)) \
+  X(set_memory, set_max_memory, "virDomainSetMaxMemory", true, void, (domain_key dom, std::uint64_t kib), (dom, kib))
+
+#define COVIRT_OPS_set_vcpus(X)                                                                                        \
   /* flags: modify::live / config / vcpu_maximum, as virDomainSetVcpusFlags. */                                        \
-  X(set_vcpus, set_vcpus, "virDomainSetVcpusFlags", true, void, (domain_key dom, unsigned count, unsigned flags),      \
-    (dom, count, flags))                                                                                               \
+  X(set_vcpus, set_vcpus, "virDomainSetVcpusFlags", true, void, (domain_key dom, unsigned count, unsigned flags), (dom, count, flags))
+
+#define COVIRT_OPS_autostart(X)                                                                                        \
   X(autostart, get_autostart, "virDomainGetAutostart", false, bool, (domain_key dom), (dom))                           \
-  X(autostart, set_autostart, "virDomainSetAutostart", true, void, (domain_key dom, bool on), (dom, on))               \
+  X(autostart, set_autostart, "virDomainSetAutostart", true, void, (domain_key dom, bool on), (dom, on))
+
+#define COVIRT_OPS_save_restore(X)                                                                                     \
   /* save: the guest's state to `path`, then it stops (shut off, reason saved); restore starts it again. */            \
   X(save_restore, save, "virDomainSave", true, void, (domain_key dom, std::string path), (dom, path))                  \
-  X(save_restore, restore, "virDomainRestore", true, domain_ref, (std::string path), (path))                           \
+  X(save_restore, restore, "virDomainRestore", true, domain_ref, (std::string path), (path))
+
+#define COVIRT_OPS_core_dump(X)                                                                                        \
   /* flags: dump_flags (memory_only: an ELF of the guest's memory). */                                                 \
-  X(core_dump, core_dump, "virDomainCoreDumpWithFormat", true, void,                                                   \
-    (domain_key dom, std::string path, unsigned flags), (dom, path, flags))                                            \
+  X(core_dump, core_dump, "virDomainCoreDumpWithFormat", true, void, (domain_key dom, std::string path, unsigned flags), (dom, path, flags))
+
+#define COVIRT_OPS_block_stats(X)                                                                                      \
   /* disk: the target dev ("vda"). */                                                                                  \
-  X(block_stats, block_stats, "virDomainBlockStats", false, covirt::block_stats, (domain_key dom, std::string disk),   \
-    (dom, disk))                                                                                                       \
+  X(block_stats, block_stats, "virDomainBlockStats", false, covirt::block_stats, (domain_key dom, std::string disk), (dom, disk))
+
+#define COVIRT_OPS_monitor_command(X)                                                                                  \
   /* Raw QMP passthrough: `command` is a JSON command object; the result is QEMU's whole reply. */                     \
-  X(monitor_command, qemu_monitor_command, "virDomainQemuMonitorCommand", true, std::string,                           \
-    (domain_key dom, std::string command), (dom, command))                                                             \
+  X(monitor_command, qemu_monitor_command, "virDomainQemuMonitorCommand", true, std::string, (domain_key dom, std::string command), (dom, command))
+
+#define COVIRT_OPS_hotplug(X)                                                                                          \
   /* One device (<disk>, <interface>) as XML; flags: device_modify (live: the running guest,     */                    \
-  /* config: the definition, current: live if running). A live detach waits a few seconds for   */                    \
-  /* the guest to release the device, then lets the removal finish when it does, as libvirt.    */                    \
-  X(hotplug, attach_device, "virDomainAttachDeviceFlags", true, void, (domain_key dom, std::string xml, unsigned flags),\
-    (dom, xml, flags))                                                                                                 \
-  X(hotplug, detach_device, "virDomainDetachDeviceFlags", true, void, (domain_key dom, std::string xml, unsigned flags),\
-    (dom, xml, flags))                                                                                                 \
+  /* config: the definition, current: live if running). A live detach waits a few seconds for   */                     \
+  /* the guest to release the device, then lets the removal finish when it does, as libvirt.    */                     \
+  X(hotplug, attach_device, "virDomainAttachDeviceFlags", true, void, (domain_key dom, std::string xml, unsigned flags), (dom, xml, flags)) \
+  X(hotplug, detach_device, "virDomainDetachDeviceFlags", true, void, (domain_key dom, std::string xml, unsigned flags), (dom, xml, flags))
+
+#define COVIRT_OPS_jobs(X)                                                                                             \
   /* The long job running on the domain (save, restore, dump, migration) and its progress;      */                     \
   /* abort_job stops it, and the job's own call fails with errc::operation_aborted.             */                     \
   X(jobs, get_job_info, "virDomainGetJobInfo", false, job_info, (domain_key dom), (dom))                               \
-  X(jobs, abort_job, "virDomainAbortJob", true, void, (domain_key dom), (dom))                                         \
+  X(jobs, abort_job, "virDomainAbortJob", true, void, (domain_key dom), (dom))
+
+#define COVIRT_OPS_networks(X)                                                                                         \
   /* Networks, by name (lookup_network also by UUID). */                                                               \
   X(networks, list_networks, "virConnectListAllNetworks", false, std::vector<network_ref>, (unsigned flags), (flags))  \
-  X(networks, lookup_network, "virNetworkLookupByName", false, network_ref, (std::string name), (name))                 \
+  X(networks, lookup_network, "virNetworkLookupByName", false, network_ref, (std::string name), (name))                \
   X(networks, define_network, "virNetworkDefineXML", true, network_ref, (std::string xml), (xml))                      \
   X(networks, undefine_network, "virNetworkUndefine", true, void, (std::string name), (name))                          \
   X(networks, create_network, "virNetworkCreate", true, void, (std::string name), (name))                              \
   X(networks, destroy_network, "virNetworkDestroy", true, void, (std::string name), (name))                            \
-  X(networks, get_network_xml, "virNetworkGetXMLDesc", false, std::string, (std::string name, unsigned flags),         \
-    (name, flags))                                                                                                     \
+  X(networks, get_network_xml, "virNetworkGetXMLDesc", false, std::string, (std::string name, unsigned flags), (name, flags)) \
   X(networks, get_network_autostart, "virNetworkGetAutostart", false, bool, (std::string name), (name))                \
   X(networks, set_network_autostart, "virNetworkSetAutostart", true, void, (std::string name, bool on), (name, on))    \
   X(networks, get_network_bridge_name, "virNetworkGetBridgeName", false, std::string, (std::string name), (name))
+
+#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X)
 
 // Live migration, libvirt's five phases (virDomainMigrate3, protocol v3). Drivers have them and
 // the erased interface carries them; the connection offers one call, async_migrate, that runs
@@ -110,7 +128,7 @@
 // starts QEMU waiting for the state and returns the URI to send it to; perform on the source
 // sends it; finish on the destination runs the guest (ok) or kills it; confirm on the source
 // stops its copy (ok) or resumes it.
-#define COVIRT_MIGRATION_PHASES(X)                                                                                     \
+#define COVIRT_OPS_migrate(X)                                                                                     \
   X(migrate, migrate_begin, "virDomainMigrateBegin3", true, std::string, (domain_key dom, unsigned flags),            \
     (dom, flags))                                                                                                      \
   X(migrate, migrate_prepare, "virDomainMigratePrepare3", true, std::string,                                           \
@@ -124,6 +142,8 @@
 
 namespace covirt {
 
+namespace asio = boost::asio;
+
 /// The groups a driver offers whole or not at all: `core` every driver has; the others are optional.
 enum class capability { core, set_memory, set_vcpus, autostart, networks, save_restore, core_dump, block_stats,
                         monitor_command, hotplug, jobs, migrate };
@@ -133,6 +153,20 @@ template <class Signature>
 struct args_of;
 template <class... P>
 struct args_of<void(P...)> { using type = std::tuple<std::decay_t<P>...>; };
+
+/// How a driver takes a parameter the connection owns: strings as views, classes by const
+/// reference, numbers by value.
+template <class T>
+struct driver_param { using type = std::conditional_t<std::is_scalar_v<T>, T, const T&>; };
+template <>
+struct driver_param<std::string> { using type = std::string_view; };
+
+template <class R, class Signature>
+struct driver_fn_of;
+template <class R, class... P>
+struct driver_fn_of<R, void(P...)> {
+  using type = asio::awaitable<result<R>>(typename driver_param<std::decay_t<P>>::type..., diagnostics&);
+};
 
 /// Moves the connection's parameters into the operation's argument tuple (one move each).
 template <class Tuple, class... A>
@@ -151,12 +185,18 @@ namespace ops {
     static constexpr capability cap = capability::CAP;                                                               \
     using result_type = RET;                                                                                         \
     using args = typename detail::args_of<void PARAMS>::type;                                                        \
+    using driver_fn = typename detail::driver_fn_of<RET, void PARAMS>::type;                                         \
     template <class D, class... A>                                                                                   \
     static auto invoke(D& d, diagnostics& g, const A&... a) -> decltype(d.NAME(a..., g)) { return d.NAME(a..., g); } \
   };
 COVIRT_OPERATIONS(COVIRT_X)
-COVIRT_MIGRATION_PHASES(COVIRT_X)
+COVIRT_OPS_migrate(COVIRT_X)
 #undef COVIRT_X
 }  // namespace ops
 
 }  // namespace covirt
+
+/// Inside a driver class: declares its members for every row of capability CAP, with the
+/// signatures the concepts expect (`COVIRT_DRIVER_OPERATIONS(core)`); the driver defines them.
+#define COVIRT_DECLARE_OP(CAP, NAME, API, MUT, RET, PARAMS, ARGS) ::covirt::ops::NAME::driver_fn NAME;
+#define COVIRT_DRIVER_OPERATIONS(CAP) COVIRT_OPS_##CAP(COVIRT_DECLARE_OP)

@@ -24,7 +24,7 @@ public:
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS) \
   virtual op<RET> NAME(const ops::NAME::args&, diagnostics&) = 0;
   COVIRT_OPERATIONS(COVIRT_X)
-  COVIRT_MIGRATION_PHASES(COVIRT_X)
+  COVIRT_OPS_migrate(COVIRT_X)
 #undef COVIRT_X
 };
 
@@ -66,7 +66,7 @@ public:
     return dispatch<ops::NAME>(d_, a, g);                                     \
   }
   COVIRT_OPERATIONS(COVIRT_X)
-  COVIRT_MIGRATION_PHASES(COVIRT_X)
+  COVIRT_OPS_migrate(COVIRT_X)
 #undef COVIRT_X
 
 private:
