@@ -278,23 +278,4 @@ std::string format_network_xml(const network_config& n) {
   return w.take();
 }
 
-result<void> normalize_network_for_test_driver(network_config& n, diagnostics& diag) {
-  if (auto r = check_object_name("network", n.name, diag); !r) return r;
-  if (n.uuid.empty()) n.uuid = generate_uuid();
-  bool bridged = n.forward_mode.empty() || n.forward_mode == "nat" || n.forward_mode == "route" ||
-                 n.forward_mode == "open";
-  if (bridged) {
-    n.has_bridge = true;
-    if (n.bridge_stp.empty()) n.bridge_stp = "on";
-    if (n.bridge_delay.empty()) n.bridge_delay = "0";
-  }
-  // <forward dev='X'> implies <interface dev='X'/>
-  if (!n.forward_dev.empty()) {
-    bool has = false;
-    for (auto& e : n.forward_extra) has |= e.name == "interface";
-    if (!has) n.forward_extra.push_back(xml_element{"interface", {{"dev", n.forward_dev}}, {}, {}});
-  }
-  return {};
-}
-
 }  // namespace covirt

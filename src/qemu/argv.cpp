@@ -5,6 +5,7 @@
 // which needs no comma escaping. Anything the driver cannot honour throws `refusal`, which
 // build_argv() turns into errc::config_unsupported with a message naming the element.
 #include <covirt/qemu/argv.hpp>
+#include <covirt/domain/xml.hpp>
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -19,20 +20,12 @@
 
 namespace covirt::qemu {
 
+// The codec's virDiskNameToIndex, without the partition number a disk target cannot carry.
 std::optional<unsigned> disk_target_index(std::string_view dev) {
-  static constexpr std::string_view prefixes[] = {"xvd", "ubd", "fd", "hd", "vd", "sd"};
-  for (auto p : prefixes)
-    if (dev.substr(0, p.size()) == p) {
-      dev.remove_prefix(p.size());
-      break;
-    }
-  if (dev.empty() || dev.size() > 6) return std::nullopt;
-  unsigned idx = 0;
-  for (char c : dev) {
-    if (c < 'a' || c > 'z') return std::nullopt;
-    idx = idx * 26 + static_cast<unsigned>(c - 'a' + 1);
-  }
-  return idx - 1;
+  if (dev.empty() || (dev.back() >= '0' && dev.back() <= '9')) return std::nullopt;
+  int i = disk_name_to_index(dev);
+  if (i < 0) return std::nullopt;
+  return static_cast<unsigned>(i);
 }
 
 std::string escape_opt_value(std::string_view value) {

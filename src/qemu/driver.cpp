@@ -210,15 +210,6 @@ std::string host_arch() {
   return "x86_64";
 }
 
-// libvirt's choice for an interface without one: QEMU's OUI, three random bytes.
-std::string random_mac() {
-  static std::mt19937_64 gen{std::random_device{}()};
-  auto v = gen();
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "52:54:00:%02x:%02x:%02x", unsigned(v & 0xff), unsigned((v >> 8) & 0xff),
-                unsigned((v >> 16) & 0xff));
-  return buf;
-}
 
 // libvirt's defaults at define time that the QEMU driver needs to be explicit about.
 void apply_defaults(domain_config& d) {

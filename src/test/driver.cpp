@@ -1,5 +1,6 @@
 // The test driver: libvirt's test:/// in memory, rule for rule.
 #include <covirt/domain/xml.hpp>
+#include <covirt/test/normalize.hpp>
 #include <covirt/test/driver.hpp>
 
 #include <pugixml.hpp>

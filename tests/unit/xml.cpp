@@ -2,6 +2,7 @@
 // Some tests run the real `virsh -c test:///default` and `xmllint`; they are skipped
 // (with a warning) when those tools are not installed.
 #include <covirt/domain/xml.hpp>
+#include <covirt/test/normalize.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -336,14 +336,6 @@ struct domain_format_options {
 };
 std::string format_domain_xml(const domain_config& d, const domain_format_options& opt = {});
 
-/// Defaults and normalisations libvirt 9.0's test driver applies at define/create
-/// time (uuid, currentMemory, placement, arch, boot dev, clock, on_*, MACs, implicit
-/// controllers, drive addresses, console<->serial, video/graphics defaults, ifnames).
-result<void> normalize_domain_for_test_driver(domain_config& d, diagnostics& diag);
-
-/// Changes the test driver applies when a domain starts. libvirt 9.0's test driver
-/// changes nothing but the id (interface names are assigned at define); kept as a hook.
-void prepare_live_domain_for_test_driver(domain_config& d, int id);
 
 /// Parses a memory value with libvirt's unit rules into KiB (rounded up).
 /// Unit "" means KiB. Errors name the unit or value.
@@ -353,6 +345,12 @@ result<unsigned long long> parse_memory_kib(std::string_view value, std::string_
 result<std::string> parse_uuid(std::string_view text, diagnostics& diag);
 /// A random version-4 uuid, canonical form.
 std::string generate_uuid();
+/// virDiskNameToIndex: "sda" -> 0, "hdc" -> 2, "vdaa" -> 26; -1 if not a disk name.
+int disk_name_to_index(std::string_view name);
+/// The bus a target dev's prefix implies ("vd" virtio, "sd" scsi, "hd" ide, ...), as libvirt.
+std::string bus_from_dev(std::string_view dev);
+/// libvirt's MAC for an interface without one: QEMU's OUI 52:54:00 and three random bytes.
+std::string random_mac();
 /// Checks a domain or network name like libvirt does (non-empty, no '/', ...).
 result<void> check_object_name(std::string_view what, std::string_view name, diagnostics& diag);
 
@@ -405,8 +403,6 @@ struct network_config {
 
 result<network_config> parse_network_xml(std::string_view xml, diagnostics& diag);
 std::string format_network_xml(const network_config& n);
-/// What libvirt 9.0's test driver adds at net-define (uuid, bridge stp/delay, mac?).
-result<void> normalize_network_for_test_driver(network_config& n, diagnostics& diag);
 
 // ---------------------------------------------------------------- capabilities
 
@@ -490,7 +486,5 @@ struct capabilities {
 
 result<capabilities> parse_capabilities_xml(std::string_view xml, diagnostics& diag);
 std::string format_capabilities_xml(const capabilities& c);
-/// Exactly what `virsh -c test:///default capabilities` prints (libvirt 9.0).
-capabilities test_driver_default_capabilities();
 
 }  // namespace covirt
