@@ -44,72 +44,34 @@ public:
 
   asio::any_io_executor get_executor() const noexcept;
   std::string_view type_name() const noexcept { return "QEMU"; }
-  op<void> close(diagnostics& diag);
-  op<std::string> get_hostname(diagnostics& diag);
-  op<std::uint64_t> get_version(diagnostics& diag);
-  op<std::string> get_capabilities(diagnostics& diag);
-  op<node_info> node_get_info(diagnostics& diag);
-  op<int> get_max_vcpus(std::string_view type, diagnostics& diag);
-  op<std::vector<domain_ref>> list_domains(unsigned flags, diagnostics& diag);
-  op<domain_ref> lookup_by_name(std::string_view name, diagnostics& diag);
-  op<domain_ref> lookup_by_uuid(std::string_view uuid, diagnostics& diag);
-  op<domain_ref> lookup_by_id(int id, diagnostics& diag);
-  op<domain_ref> define_xml(std::string_view xml, diagnostics& diag);
-  op<void> undefine(const domain_key& key, diagnostics& diag);
-  op<void> create(const domain_key& key, diagnostics& diag);
-  /// flags: 1 = VIR_DOMAIN_START_PAUSED.
-  op<domain_ref> create_xml(std::string_view xml, unsigned flags, diagnostics& diag);
-  op<void> destroy(const domain_key& key, diagnostics& diag);
-  op<void> shutdown(const domain_key& key, diagnostics& diag);
-  op<void> reboot(const domain_key& key, diagnostics& diag);
-  op<void> suspend(const domain_key& key, diagnostics& diag);
-  op<void> resume(const domain_key& key, diagnostics& diag);
-  op<domain_info> get_info(const domain_key& key, diagnostics& diag);
-  op<std::string> get_os_type(const domain_key& key, diagnostics& diag);
-  op<domain_state_info> get_state(const domain_key& key, diagnostics& diag);
-  op<std::string> get_xml(const domain_key& key, unsigned flags, diagnostics& diag);
-  op<bool> is_active(const domain_key& key, diagnostics& diag);
-  op<bool> is_persistent(const domain_key& key, diagnostics& diag);
   event_stream subscribe(std::string domain);
 
-  /// flags: modify::live (QMP balloon), modify::config (the definition), modify::mem_maximum.
-  op<void> set_memory(const domain_key& key, std::uint64_t kib, unsigned flags, diagnostics& diag);
-  /// set_memory with modify::mem_maximum.
-  op<void> set_max_memory(const domain_key& key, std::uint64_t kib, diagnostics& diag);
-  op<bool> get_autostart(const domain_key& key, diagnostics& diag);
-  op<void> set_autostart(const domain_key& key, bool on, diagnostics& diag);
-
-  /// Pauses the guest, migrates its state into `path` (after a covirt header holding the domain
-  /// XML), then stops QEMU: shut off, reason saved, event stopped/saved.
-  op<void> save(const domain_key& key, std::string_view path, diagnostics& diag);
-  /// Starts QEMU with -incoming defer and feeds it the state saved in `path`; event started/restored.
-  op<domain_ref> restore(std::string_view path, diagnostics& diag);
-  /// dump-guest-memory (ELF, no paging) into `path`.
-  op<void> core_dump(const domain_key& key, std::string_view path, unsigned flags, diagnostics& diag);
-  /// query-blockstats for the disk with target dev `disk`; errc::invalid_arg for an unknown disk.
-  op<covirt::block_stats> block_stats(const domain_key& key, std::string_view disk, diagnostics& diag);
+  // The table's operations (covirt/operations.hpp), with its signatures.
+  COVIRT_DRIVER_OPERATIONS(core)
+  /// set_memory flags: modify::live (QMP balloon), modify::config (the definition), modify::mem_maximum.
+  COVIRT_DRIVER_OPERATIONS(set_memory)
+  COVIRT_DRIVER_OPERATIONS(autostart)
+  /// save: pauses the guest, migrates its state into the file (after a covirt header holding the
+  /// domain XML), then stops QEMU: shut off, reason saved, event stopped/saved. restore: starts
+  /// QEMU with -incoming defer and feeds it the saved state; event started/restored.
+  COVIRT_DRIVER_OPERATIONS(save_restore)
+  /// dump-guest-memory (ELF, no paging).
+  COVIRT_DRIVER_OPERATIONS(core_dump)
+  /// query-blockstats for the disk with that target dev; errc::invalid_arg for an unknown disk.
+  COVIRT_DRIVER_OPERATIONS(block_stats)
   /// Raw QMP passthrough: QEMU's whole reply as text.
-  op<std::string> qemu_monitor_command(const domain_key& key, std::string_view command, diagnostics& diag);
-
+  COVIRT_DRIVER_OPERATIONS(monitor_command)
   /// Hotplug of <disk> (virtio, on a free PCI slot; on q35 a free <controller model='pcie-root-port'>)
   /// and <interface> (user, bridge, ethernet) with QMP blockdev-add/netdev-add + device_add.
-  /// flags: device_modify::live, ::config, ::current. Detach sends device_del and waits up to
-  /// 5 s for QEMU's DEVICE_DELETED (the guest must release the device); later removals are
-  /// applied when the event comes.
-  op<void> attach_device(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag);
-  op<void> detach_device(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag);
-
+  /// Detach sends device_del and waits up to 5 s for QEMU's DEVICE_DELETED (the guest must
+  /// release the device); later removals are applied when the event comes.
+  COVIRT_DRIVER_OPERATIONS(hotplug)
   /// The running save/restore/dump/migration and its progress (query-migrate); no job: type none.
-  op<job_info> get_job_info(const domain_key& key, diagnostics& diag);
-  /// migrate_cancel for save and migration, the feed stops for restore; errc::operation_invalid without a job.
-  op<void> abort_job(const domain_key& key, diagnostics& diag);
-
+  /// abort_job: migrate_cancel for save and migration, the feed stops for restore;
+  /// errc::operation_invalid without a job.
+  COVIRT_DRIVER_OPERATIONS(jobs)
   /// Migration phases (see covirt::can_migrate); the stream goes over TCP, QEMU to QEMU.
-  op<std::string> migrate_begin(const domain_key& key, unsigned flags, diagnostics& diag);
-  op<std::string> migrate_prepare(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag);
-  op<void> migrate_perform(const domain_key& key, std::string_view uri, const migrate_options& opt, diagnostics& diag);
-  op<domain_ref> migrate_finish(const domain_key& key, unsigned flags, bool ok, diagnostics& diag);
-  op<void> migrate_confirm(const domain_key& key, unsigned flags, bool ok, diagnostics& diag);
+  COVIRT_DRIVER_OPERATIONS(migrate)
 
   struct state;
 
