@@ -7,6 +7,8 @@
 #include <covirt/qemu/state.hpp>
 #include <covirt/timeout.hpp>
 
+#include "../common/domain_list.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -275,53 +277,22 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   paths dirs;
   bool is_open = false;
   bool closed = false;
-  std::map<std::string, dom_ptr, std::less<>> doms;  // by name: lists come sorted
+  covirt::detail::domain_list<dom> doms;  // by name: lists come sorted
   int next_id = 1;
   event_hub events;
   std::function<bool()> kvm_probe = [] { return ::access("/dev/kvm", R_OK | W_OK) == 0; };
   std::optional<std::uint64_t> version;
   std::string caps_xml;
 
-  dom_ptr find(std::string_view name) {
-    auto it = doms.find(name);
-    return it == doms.end() ? nullptr : it->second;
-  }
-  dom_ptr find_uuid(std::string_view uuid) {
-    for (auto& [n, d] : doms)
-      if (d->def.uuid == uuid) return d;
-    return nullptr;
-  }
-  result<dom_ptr> get(const domain_key& key, diagnostics& diag) {
-    if (key.by_uuid()) {
-      if (auto d = find_uuid(key.uuid)) return d;
-      return fail(diag, errc::no_domain, "no domain with matching uuid " + q(key.uuid) + " (" + key.name + ")");
-    }
-    if (auto d = find(key.name)) return d;
-    return fail(diag, errc::no_domain, "no domain with matching name " + q(key.name));
-  }
-  void erase(const dom_ptr& d) {
-    auto it = doms.find(d->def.name);
-    if (it != doms.end() && it->second == d) doms.erase(it);
-  }
+  dom_ptr find(std::string_view name) { return doms.find(name); }
+  dom_ptr find_uuid(std::string_view uuid) { return doms.find_uuid(uuid); }
+  result<dom_ptr> get(const domain_key& key, diagnostics& diag) { return doms.get(key, diag); }
+  void erase(const dom_ptr& d) { doms.erase(*d); }
   void emit(const dom& d, event_type t, int detail) {
     if (events.has_subscribers()) events.publish(domain_event{d.ref(), t, detail});
   }
 
-  // virDomainObjListAdd's checks: a name and a uuid name one domain, or none.
-  result<dom_ptr> admit(const domain_config& def, bool live, diagnostics& diag) {
-    if (auto by_uuid = find_uuid(def.uuid)) {
-      if (by_uuid->def.name != def.name)
-        return fail(diag, errc::operation_failed,
-                    "domain " + q(by_uuid->def.name) + " is already defined with uuid " + def.uuid);
-      if (live && (by_uuid->active() || by_uuid->starting))
-        return fail(diag, errc::operation_invalid, "domain " + q(def.name) + " is already active");
-      return by_uuid;
-    }
-    if (auto by_name = find(def.name))
-      return fail(diag, errc::operation_failed,
-                  "domain " + q(def.name) + " already exists with uuid " + by_name->def.uuid);
-    return dom_ptr{};
-  }
+  result<dom_ptr> admit(const domain_config& def, bool live, diagnostics& diag) { return doms.admit(def, live, diag); }
 
   // ------------------------------------------------------------------ jobs
 
@@ -964,7 +935,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
       d = std::make_shared<dom>();
       d->def = *live;
       d->persistent = false;
-      doms.emplace(d->def.name, d);
+      doms.insert(d);
     } else if (live) {
       d->next = std::move(d->def);
       d->def = std::move(*live);
@@ -1133,7 +1104,7 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
     auto d = std::make_shared<dom>();
     d->def = std::move(*def);
     d->autostart = qemu::get_autostart(s->dirs, n);
-    s->doms.emplace(n, d);
+    s->doms.insert(d);
   }
   diagnostics rd;
   auto recs = list_runtime(s->dirs, rd);
@@ -1147,7 +1118,7 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
     std::lock_guard lk(r.mu);
     r.by_dirs[key] = share;
   }
-  for (auto& [n, d] : std::map(s->doms)) {
+  for (auto& d : s->doms.snapshot()) {
     if (!d->autostart || d->active() || !d->persistent) continue;
     state::job_guard g;
     if (!co_await s->acquire(d)) continue;
@@ -1298,35 +1269,17 @@ op<node_info> driver::node_get_info(diagnostics&) {
 
 op<int> driver::get_max_vcpus(std::string_view, diagnostics&) { co_return 255; }
 
-op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) {
-  std::vector<domain_ref> out;
-  out.reserve(s_->doms.size());
-  for (auto& [n, dp] : s_->doms) {
-    const dom& d = *dp;
-    if (list_flags_match(flags, {d.active(), d.persistent, d.autostart, d.state})) out.push_back(d.ref());
-  }
-  co_return out;
-}
+op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) { co_return s_->doms.list(flags); }
 
 op<domain_ref> driver::lookup_by_name(std::string_view name, diagnostics& diag) {
-  auto d = s_->get(name, diag);
-  if (!d) co_return failure(d.error());
-  co_return (*d)->ref();
+  co_return s_->doms.lookup_by_name(name, diag);
 }
 
 op<domain_ref> driver::lookup_by_uuid(std::string_view text, diagnostics& diag) {
-  auto uuid = parse_uuid(text, diag);
-  if (!uuid) co_return fail(diag, errc::invalid_arg, "Invalid UUID " + q(text));
-  if (auto d = s_->find_uuid(*uuid)) co_return d->ref();
-  co_return fail(diag, errc::no_domain, "no domain with matching uuid " + q(*uuid));
+  co_return s_->doms.lookup_by_uuid(text, diag);
 }
 
-op<domain_ref> driver::lookup_by_id(int id, diagnostics& diag) {
-  if (id >= 0)
-    for (auto& [n, d] : s_->doms)
-      if (d->id == id) co_return d->ref();
-  co_return fail(diag, errc::no_domain, "no domain with matching id " + std::to_string(id));
-}
+op<domain_ref> driver::lookup_by_id(int id, diagnostics& diag) { co_return s_->doms.lookup_by_id(id, diag); }
 
 op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   auto s = s_;
@@ -1361,7 +1314,7 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   d->def = std::move(*def);
   d->job.held = true;
   state::job_guard g(d);
-  s->doms.emplace(d->def.name, d);
+  s->doms.insert(d);
   if (auto r = co_await s->store_definition(d->def.name, text, diag); !r) {
     s->erase(d);
     co_return r.error();
@@ -1427,7 +1380,7 @@ op<domain_ref> driver::state::start_live(domain_config def, bool paused, std::op
     d->persistent = false;
     d->job.held = true;  // uncontended: nobody knows it yet
     g.d = d;
-    s->doms.emplace(d->def.name, d);
+    s->doms.insert(d);
   } else {
     if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, std::string(what) + " was cancelled");
     g.d = d;
@@ -2660,7 +2613,7 @@ op<void> driver::migrate_confirm(const domain_key& key, unsigned flags, bool ok,
 
 op<void> driver::state::confirm_job(const domain_key& key, unsigned flags, bool ok, diagnostics& diag) {
   auto s = shared_from_this();
-  dom_ptr d = key.by_uuid() ? s->find_uuid(key.uuid) : s->find(key.name);
+  dom_ptr d = s->doms.find_key(key);
   if (!d || !d->migration_held) co_return result<void>{};  // perform failed and already resumed the guest
   d->migration_held = false;
   job_guard g(d);  // perform's job, released here

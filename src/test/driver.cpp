@@ -1,6 +1,8 @@
 // The test driver: libvirt's test:/// in memory, rule for rule.
 #include <covirt/domain/xml.hpp>
 #include <covirt/test/normalize.hpp>
+
+#include "../common/domain_list.hpp"
 #include <covirt/test/driver.hpp>
 
 #include <pugixml.hpp>
@@ -107,32 +109,19 @@ std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 struct driver::state {
   asio::any_io_executor ex;
-  std::map<std::string, std::unique_ptr<dom>, std::less<>> doms;  // by name, so lists come sorted
-  std::unordered_map<std::string, dom*> by_uuid;
+  detail::domain_list<dom> doms;
   std::map<std::string, std::unique_ptr<net>, std::less<>> nets;
   int next_id = 1;
   node_info node{"i686", 3145728, 16, 1400, 2, 2, 2, 2};
   std::string caps_xml;
   event_hub events;
 
-  dom* find(std::string_view name) {
-    auto it = doms.find(name);
-    return it == doms.end() ? nullptr : it->second.get();
-  }
-  dom* find_uuid(const std::string& uuid) {
-    auto it = by_uuid.find(uuid);
-    return it == by_uuid.end() ? nullptr : it->second;
-  }
   dom& insert(std::unique_ptr<dom> d) {
     dom& ref = *d;
-    by_uuid.emplace(ref.def.uuid, &ref);
-    doms.emplace(ref.def.name, std::move(d));
+    doms.insert(std::shared_ptr<dom>(std::move(d)));
     return ref;
   }
-  void erase(const dom& d) {
-    by_uuid.erase(d.def.uuid);
-    doms.erase(std::string(d.def.name));  // a copy: the key dies with the node
-  }
+  void erase(const dom& d) { doms.erase(d); }
   net* find_net(std::string_view name) {
     auto it = nets.find(name);
     if (it != nets.end()) return it->second.get();
@@ -141,12 +130,9 @@ struct driver::state {
     return nullptr;
   }
   result<dom*> get(const domain_key& key, diagnostics& diag) {
-    if (key.by_uuid()) {
-      if (dom* d = find_uuid(key.uuid)) return d;
-      return fail(diag, errc::no_domain, "no domain with matching uuid " + q(key.uuid) + " (" + key.name + ")");
-    }
-    if (dom* d = find(key.name)) return d;
-    return fail(diag, errc::no_domain, "no domain with matching name " + q(key.name));
+    auto d = doms.get(key, diag);
+    if (!d) return d.error();
+    return d->get();
   }
   result<dom*> get_active(const domain_key& key, diagnostics& diag) {
     auto d = get(key, diag);
@@ -185,20 +171,10 @@ struct driver::state {
     if (!d.persistent) erase(d);
   }
 
-  // virDomainObjListAdd's checks: a name and a uuid name one domain, or none.
   result<dom*> admit(domain_config& def, bool live, diagnostics& diag) {
-    if (dom* by_uuid = find_uuid(def.uuid)) {
-      if (by_uuid->def.name != def.name)
-        return fail(diag, errc::operation_failed,
-                    "domain " + q(by_uuid->def.name) + " is already defined with uuid " + def.uuid);
-      if (live && by_uuid->active())
-        return fail(diag, errc::operation_invalid, "domain " + q(def.name) + " is already active");
-      return by_uuid;
-    }
-    if (dom* by_name = find(def.name))
-      return fail(diag, errc::operation_failed,
-                  "domain " + q(def.name) + " already exists with uuid " + by_name->def.uuid);
-    return nullptr;
+    auto d = doms.admit(def, live, diag);
+    if (!d) return d.error();
+    return d->get();
   }
 
   result<void> add_domain_xml(std::string_view xml, bool running, diagnostics& diag, int reason_ = reason::booted) {
@@ -323,35 +299,17 @@ op<node_info> driver::node_get_info(diagnostics&) { co_return s_->node; }
 
 op<int> driver::get_max_vcpus(std::string_view, diagnostics&) { co_return max_vcpus; }
 
-op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) {
-  std::vector<domain_ref> out;
-  out.reserve(s_->doms.size());
-  for (auto& [n, dp] : s_->doms) {
-    const dom& d = *dp;
-    if (list_flags_match(flags, {d.active(), d.persistent, d.autostart, d.state})) out.push_back(d.ref());
-  }
-  co_return out;
-}
+op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) { co_return s_->doms.list(flags); }
 
 op<domain_ref> driver::lookup_by_name(std::string_view name, diagnostics& diag) {
-  auto d = s_->get(name, diag);
-  if (!d) co_return failure(d.error());
-  co_return (*d)->ref();
+  co_return s_->doms.lookup_by_name(name, diag);
 }
 
 op<domain_ref> driver::lookup_by_uuid(std::string_view text, diagnostics& diag) {
-  auto uuid = parse_uuid(text, diag);
-  if (!uuid) co_return fail(diag, errc::invalid_arg, "Invalid UUID " + q(text));
-  if (dom* d = s_->find_uuid(*uuid)) co_return d->ref();
-  co_return fail(diag, errc::no_domain, "no domain with matching uuid " + q(*uuid));
+  co_return s_->doms.lookup_by_uuid(text, diag);
 }
 
-op<domain_ref> driver::lookup_by_id(int id, diagnostics& diag) {
-  if (id >= 0)
-    for (auto& [n, d] : s_->doms)
-      if (d->id == id) co_return d->ref();
-  co_return fail(diag, errc::no_domain, "no domain with matching id " + std::to_string(id));
-}
+op<domain_ref> driver::lookup_by_id(int id, diagnostics& diag) { co_return s_->doms.lookup_by_id(id, diag); }
 
 op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   auto def = parse_domain_xml(xml, diag);
