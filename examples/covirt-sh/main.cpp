@@ -546,7 +546,7 @@ awaitable<bool> cmd_list(shell& sh, const args& a) {
   for (const auto& d : doms) {
     std::string state;
     try {
-      state = std::string(covirt::to_string((co_await sh.conn.async_get_state(d.name)).state));
+      state = std::string(covirt::to_string((co_await sh.conn.async_get_state(d)).state));
     } catch (const covirt::error&) {
       continue;  // gone meanwhile: virsh skips it too
     }
@@ -567,12 +567,12 @@ awaitable<bool> cmd_dominfo(shell& sh, const args& a) {
   out += line("Name:", d->name);
   out += line("UUID:", d->uuid);
   try {
-    out += line("OS Type:", co_await sh.conn.async_get_os_type(d->name));
+    out += line("OS Type:", co_await sh.conn.async_get_os_type(*d));
   } catch (const covirt::error&) {
   }
   bool ok = true;
   try {
-    auto info = co_await sh.conn.async_get_info(d->name);
+    auto info = co_await sh.conn.async_get_info(*d);
     out += line("State:", covirt::to_string(info.state));
     out += line("CPU(s):", std::to_string(info.nr_virt_cpu));
     if (info.cpu_time_ns != 0)
@@ -584,12 +584,12 @@ awaitable<bool> cmd_dominfo(shell& sh, const args& a) {
     ok = false;
   }
   try {
-    out += line("Persistent:", yes_no(co_await sh.conn.async_is_persistent(d->name)));
+    out += line("Persistent:", yes_no(co_await sh.conn.async_is_persistent(*d)));
   } catch (const covirt::error&) {
     out += line("Persistent:", "unknown");
   }
   try {
-    out += line("Autostart:", co_await sh.conn.async_get_autostart(d->name) ? "enable" : "disable");
+    out += line("Autostart:", co_await sh.conn.async_get_autostart(*d) ? "enable" : "disable");
   } catch (const covirt::error&) {
   }
   // covirt has no managed save, so there is never a managed save image.
@@ -603,7 +603,7 @@ awaitable<bool> cmd_domstate(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
   try {
-    auto st = co_await sh.conn.async_get_state(d->name);
+    auto st = co_await sh.conn.async_get_state(*d);
     if (a.has("reason"))
       sh.print(format("%s (%s)\n", std::string(covirt::to_string(st.state)).c_str(),
                       std::string(covirt::reason_string(st.state, st.reason)).c_str()));
@@ -624,7 +624,7 @@ awaitable<bool> cmd_dumpxml(shell& sh, const args& a) {
   if (a.has("update-cpu")) flags |= covirt::xml_flags::update_cpu;
   if (a.has("migratable")) flags |= covirt::xml_flags::migratable;
   try {
-    sh.print(co_await sh.conn.async_get_xml(d->name, flags));
+    sh.print(co_await sh.conn.async_get_xml(*d, flags));
   } catch (const covirt::error& e) {
     co_return sh.fail("", e);
   }
@@ -689,7 +689,7 @@ awaitable<bool> cmd_start(shell& sh, const args& a) {
   }
   const std::string& n = a.at("domain");
   try {
-    co_await sh.conn.async_create(d->name);
+    co_await sh.conn.async_create(*d);
     sh.extra(format("Domain '%s' started\n", n.c_str()));
   } catch (const covirt::error& e) {
     co_return sh.fail(format("Failed to start domain '%s'", n.c_str()), e);
@@ -706,7 +706,7 @@ awaitable<bool> simple_op(shell& sh, const args& a, const char* opt, Find find, 
   if (!obj) co_return false;
   const std::string& given = a.at(opt);
   try {
-    co_await op(sh.conn, obj->name);
+    co_await op(sh.conn, *obj);
     sh.extra(format(done, given.c_str()));
   } catch (const covirt::error& e) {
     co_return sh.fail(format(failed, given.c_str()), e);
@@ -719,8 +719,11 @@ awaitable<bool> simple_domain_op(shell& sh, const args& a, Op op, const char* do
   return simple_op(sh, a, "domain", [](shell& sh, const args& a) { return sh.domain(a); }, op, done, failed);
 }
 
-// The one-domain and one-network operations, by name.
-#define COVIRT_SH_NAME_OP(api) [](covirt::connection& c, std::string n) { return c.api(std::move(n)); }
+// The one-domain and one-network operations on what the lookup found: a domain by its ref (so
+// by UUID: the domain the lookup saw, not another defined since under its name), a network by name.
+const covirt::domain_ref& op_key(const covirt::domain_ref& d) { return d; }
+const std::string& op_key(const covirt::network_ref& n) { return n.name; }
+#define COVIRT_SH_NAME_OP(api) [](covirt::connection& c, const auto& obj) { return c.api(op_key(obj)); }
 
 awaitable<bool> cmd_undefine(shell& sh, const args& a) {
   return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_undefine), "Domain '%s' has been undefined\n",
@@ -863,7 +866,7 @@ awaitable<bool> cmd_save(shell& sh, const args& a) {
   const std::string& file = a.at("file");
   job_watch w{d->name, "Save", show_progress(a)};
   try {
-    co_await watched(sh, sh.conn.async_save(d->name, file), w);
+    co_await watched(sh, sh.conn.async_save(*d, file), w);
     sh.extra(format("\nDomain '%s' saved to %s\n", n.c_str(), file.c_str()));
   } catch (const covirt::error& e) {
     co_return sh.fail(format("Failed to save domain '%s' to %s", n.c_str(), file.c_str()), e);
@@ -942,7 +945,7 @@ awaitable<bool> cmd_migrate(shell& sh, const args& a) {
   job_watch w{d->name, "Migration", show_progress(a)};
   bool ok = true;
   try {
-    co_await watched(sh, sh.conn.async_migrate(d->name, dest, opt), w);
+    co_await watched(sh, sh.conn.async_migrate(*d, dest, opt), w);
   } catch (const covirt::error& e) {
     ok = sh.fail("", e);
   }
@@ -995,7 +998,7 @@ awaitable<bool> cmd_domjobinfo(shell& sh, const args& a) {
   if (!d) co_return false;
   covirt::job_info j;
   try {
-    j = co_await sh.conn.async_get_job_info(d->name);
+    j = co_await sh.conn.async_get_job_info(*d);
   } catch (const covirt::error& e) {
     co_return sh.fail("", e);
   }
@@ -1028,7 +1031,7 @@ awaitable<bool> cmd_domjobabort(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
   try {
-    co_await sh.conn.async_abort_job(d->name);
+    co_await sh.conn.async_abort_job(*d);
   } catch (const covirt::error& e) {
     co_return sh.fail("", e);
   }
@@ -1056,7 +1059,7 @@ awaitable<bool> device_op(shell& sh, const args& a, bool attach) {
   if (persistent) {
     bool active = false;
     try {
-      active = co_await sh.conn.async_is_active(d->name);
+      active = co_await sh.conn.async_is_active(*d);
     } catch (const covirt::error&) {
     }
     if (active) flags |= covirt::device_modify::live;
@@ -1065,8 +1068,8 @@ awaitable<bool> device_op(shell& sh, const args& a, bool attach) {
   // Without flags virsh calls virDomainAttachDevice / virDomainDetachDevice: the running guest.
   if (flags == 0 && !current) flags = covirt::device_modify::live;
   try {
-    if (attach) co_await sh.conn.async_attach_device(d->name, std::move(xml), flags);
-    else co_await sh.conn.async_detach_device(d->name, std::move(xml), flags);
+    if (attach) co_await sh.conn.async_attach_device(*d, std::move(xml), flags);
+    else co_await sh.conn.async_detach_device(*d, std::move(xml), flags);
   } catch (const covirt::error& e) {
     co_return sh.fail(format(attach ? "Failed to attach device from %s" : "Failed to detach device from %s",
                              file.c_str()),
@@ -1091,7 +1094,7 @@ awaitable<bool> cmd_dump(shell& sh, const args& a) {
   if (a.has("reset")) flags |= covirt::dump_flags::reset;
   if (a.has("memory-only")) flags |= covirt::dump_flags::memory_only;
   try {
-    co_await sh.conn.async_core_dump(d->name, file, flags);
+    co_await sh.conn.async_core_dump(*d, file, flags);
     sh.extra(format("\nDomain '%s' dumped to %s\n", n.c_str(), file.c_str()));
   } catch (const covirt::error& e) {
     co_return sh.fail(format("Failed to core dump domain '%s' to %s", n.c_str(), file.c_str()), e);
@@ -1105,7 +1108,7 @@ awaitable<bool> cmd_domblkstat(shell& sh, const args& a) {
   std::string dev = a.get("device").value_or("");
   bool human = a.has("human");
   try {
-    auto st = co_await sh.conn.async_block_stats(d->name, dev);
+    auto st = co_await sh.conn.async_block_stats(*d, dev);
     struct field { const char* name; const char* human; long long v; };
     const field fields[] = {{"rd_req", "number of read operations:", st.rd_req},
                             {"rd_bytes", "number of bytes read:", st.rd_bytes},
@@ -1163,7 +1166,7 @@ awaitable<bool> cmd_qemu_monitor_command(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
   try {
-    auto reply = co_await sh.conn.async_qemu_monitor_command(d->name, a.at("cmd"));
+    auto reply = co_await sh.conn.async_qemu_monitor_command(*d, a.at("cmd"));
     while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
     sh.print((a.has("pretty") ? pretty_json(reply) : reply) + "\n");
   } catch (const covirt::error& e) {
@@ -1205,7 +1208,7 @@ awaitable<bool> cmd_setmem(shell& sh, const args& a) {
   // Without flags virsh calls virDomainSetMemory, which acts on the running domain.
   bool plain = *flags == 0 && !a.has("current");
   try {
-    co_await sh.conn.async_set_memory(d->name, *kib, plain ? covirt::modify::live : *flags);
+    co_await sh.conn.async_set_memory(*d, *kib, plain ? covirt::modify::live : *flags);
   } catch (const covirt::error& e) {
     co_return sh.fail("", e);
   }
@@ -1220,8 +1223,8 @@ awaitable<bool> cmd_setmaxmem(shell& sh, const args& a) {
   auto kib = size_arg(sh, a);
   if (!kib) co_return false;
   try {
-    if (*flags == 0) co_await sh.conn.async_set_max_memory(d->name, *kib);
-    else co_await sh.conn.async_set_memory(d->name, *kib, *flags | covirt::modify::mem_maximum);
+    if (*flags == 0) co_await sh.conn.async_set_max_memory(*d, *kib);
+    else co_await sh.conn.async_set_memory(*d, *kib, *flags | covirt::modify::mem_maximum);
   } catch (const covirt::error& e) {
     co_return sh.fail("Unable to change MaxMemorySize", e);
   }
@@ -1250,7 +1253,7 @@ awaitable<bool> cmd_setvcpus(shell& sh, const args& a) {
   // Without flags virsh calls virDomainSetVcpus, which acts on the running domain.
   if (f == 0 && !a.has("current")) f = covirt::modify::live;
   try {
-    co_await sh.conn.async_set_vcpus(d->name, static_cast<unsigned>(*count), f);
+    co_await sh.conn.async_set_vcpus(*d, static_cast<unsigned>(*count), f);
   } catch (const covirt::error& e) {
     co_return sh.fail("", e);
   }
@@ -1263,7 +1266,7 @@ awaitable<bool> cmd_autostart(shell& sh, const args& a) {
   bool on = !a.has("disable");
   const std::string& n = a.at("domain");
   try {
-    co_await sh.conn.async_set_autostart(d->name, on);
+    co_await sh.conn.async_set_autostart(*d, on);
   } catch (const covirt::error& e) {
     co_return sh.fail(format(on ? "Failed to mark domain '%s' as autostarted" : "Failed to unmark domain '%s' as autostarted",
                              n.c_str()),

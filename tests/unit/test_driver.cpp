@@ -291,6 +291,50 @@ TEST_CASE("test driver: lookup by name, uuid and id", "[test_driver]") {
   });
 }
 
+// A domain_key made from a ref finds the domain by its UUID, as libvirt's protocol does: after an
+// undefine and a define of the same name (a new UUID), the old ref reaches nothing, never the new
+// domain; the name alone reaches the new one.
+TEST_CASE("test driver: a domain_ref names its domain by UUID, a name by name", "[test_driver]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    covirt::domain_ref old = co_await c.async_define_xml(vm_xml());
+    CHECK((co_await c.async_get_info(old)).state == domain_state::shutoff);
+    co_await c.async_undefine(old);
+    const std::string other = "11111111-2222-3333-4444-666666666666";
+    covirt::domain_ref now = co_await c.async_define_xml(vm_xml("vm1", other));
+    REQUIRE(now.uuid == other);
+    auto o = co_await attempt(c.async_create(old));  // the old ref: not the new vm1
+    CHECK(o.ec == errc::no_domain);
+    CHECK_THAT(o.message, Contains(old.uuid) && Contains("vm1"));
+    CHECK_FALSE(co_await c.async_is_active("vm1"));
+    co_await c.async_create(now);  // the new ref, and the name, reach the new one
+    CHECK(co_await c.async_is_active("vm1"));
+    CHECK((co_await c.async_lookup_by_name("vm1")).uuid == other);
+    co_await c.async_destroy("vm1");
+  });
+}
+
+// The table of operations: a read-only connection refuses each mutating row in the name of its
+// libvirt API before the driver sees it; a driver without a row answers no_support in that name.
+TEST_CASE("connection: read-only refusals and no_support answers are named after the table's row", "[core]") {
+  run_coro([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto ro = co_await covirt::async_open(ex, "test:///default", covirt::open_flags::read_only);
+    auto o = co_await attempt(ro.async_set_max_memory("test", 1024));
+    CHECK(o.ec == errc::operation_denied);
+    CHECK_THAT(o.message, Contains("virDomainSetMaxMemory"));
+    o = co_await attempt(ro.async_suspend("test"));
+    CHECK(o.ec == errc::operation_denied);
+    CHECK_THAT(o.message, Contains("virDomainSuspend"));
+    CHECK((co_await ro.async_get_info("test")).state == domain_state::running);  // reads still work
+    auto rw = co_await covirt::async_open(ex, "test:///default");
+    o = co_await attempt(rw.async_save("test", "/nonexistent/x"));  // the test driver has no save
+    CHECK(o.ec == errc::no_support);
+    CHECK_THAT(o.message, Contains("virDomainSave"));
+    o = co_await attempt(rw.async_block_stats("test", "vda"));
+    CHECK(o.ec == errc::no_support);
+    CHECK_THAT(o.message, Contains("virDomainBlockStats"));
+  });
+}
+
 // libvirt: virDomainLookupByUUIDString(conn, "zz") fails with VIR_ERR_INVALID_ARG ("Invalid UUID").
 TEST_CASE("test driver: lookup by a malformed uuid is invalid_arg", "[test_driver]") {
   with_default([](covirt::connection& c) -> asio::awaitable<void> {
