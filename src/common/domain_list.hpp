@@ -1,20 +1,24 @@
 // covirt internals: the list of a driver's domains, as libvirt's virDomainObjList is for all of
 // libvirt's drivers. By name (so lists come sorted), by UUID and by id; libvirt's answers for
-// list and lookup, and the identity checks a new definition must pass. Every driver keeps its
-// domains here; what a domain holds beyond its identity is the driver's own.
-//
-// Dom needs: def.name, def.uuid, id, persistent, autostart, state, active(), ref(); and
-// optionally `starting` (a start in progress counts as active for admit).
+// list and lookup; the identity checks a new definition must pass; and the transitions every
+// driver makes the same way (define over a known domain, undefine, a run's start and end) with
+// the lifecycle events they emit. What a domain holds beyond domain_obj is the driver's own.
 #pragma once
+
+#include "job_queue.hpp"
 
 #include <covirt/domain/xml.hpp>
 #include <covirt/error.hpp>
+#include <covirt/events.hpp>
 #include <covirt/types.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -22,10 +26,35 @@ namespace covirt::detail {
 
 inline std::string quote_name(std::string_view s) { return "'" + std::string(s) + "'"; }
 
+/// What every driver knows of a domain (libvirt's virDomainObj): a driver's domain derives from it.
+struct domain_obj {
+  domain_config def;                  // the running definition, or the only one
+  std::optional<domain_config> next;  // the persistent definition while running (virDomainObjSetDefTransient)
+  domain_state state = domain_state::shutoff;
+  int reason = reason::shutoff_unknown;
+  int id = -1;
+  bool persistent = true;
+  bool autostart = false;
+  bool starting = false;  // a start in progress: counts as active when a definition is admitted
+  job_queue job;          // one change at a time (drivers whose operations never wait leave it be)
+
+  bool active() const noexcept { return id >= 0; }
+  domain_ref ref() const { return {def.name, def.uuid, id}; }
+  // While a persistent domain runs, `next` holds its own copy of the definition, so live changes
+  // never leak into the next boot.
+  const domain_config& persistent_def() const { return next ? *next : def; }
+  domain_config& persistent_def_mut() { return next ? *next : def; }
+};
+
 template <class Dom>
 class domain_list {
+  static_assert(std::is_base_of_v<domain_obj, Dom>);
+
 public:
   using ptr = std::shared_ptr<Dom>;
+
+  /// The list emits the lifecycle events of its transitions to `events`.
+  explicit domain_list(event_hub& events) : events_(events) {}
 
   ptr find(std::string_view name) const {
     auto it = by_name_.find(name);
@@ -53,7 +82,7 @@ public:
       if (by_uuid->def.name != def.name)
         return fail(diag, errc::operation_failed,
                     "domain " + quote_name(by_uuid->def.name) + " is already defined with uuid " + def.uuid);
-      if (live && (by_uuid->active() || starting(*by_uuid)))
+      if (live && (by_uuid->active() || by_uuid->starting))
         return fail(diag, errc::operation_invalid, "domain " + quote_name(def.name) + " is already active");
       return by_uuid;
     }
@@ -113,12 +142,95 @@ public:
     return fail(diag, errc::no_domain, "no domain with matching id " + std::to_string(id));
   }
 
-private:
-  static bool starting(const Dom& d) {
-    if constexpr (requires { d.starting; }) return d.starting;
-    else return false;
+  // ------------------------------------------------------------------ transitions
+
+  void emit(const Dom& d, event_type t, int detail) {
+    if (events_.has_subscribers()) events_.publish(domain_event{d.ref(), t, detail});
   }
 
+  /// A new domain of `def`, listed; its job already held when `job_taken` (nobody can wait for
+  /// it yet). The caller emits `defined` or `started` once it is really there.
+  ptr add(domain_config def, bool persistent, bool job_taken = false) {
+    auto d = std::make_shared<Dom>();
+    d->def = std::move(def);
+    d->persistent = persistent;
+    if (job_taken) d->job.try_take();
+    insert(d);
+    return d;
+  }
+
+  /// A new definition of a known domain: for its next boot if it runs, at once if not.
+  void redefine(Dom& d, domain_config def) {
+    if (d.active()) d.next = std::move(def);
+    else d.def = std::move(def);
+    d.persistent = true;
+    changed(d);
+    emit(d, event_type::defined, event_detail::defined_updated);
+  }
+
+  /// virDomainUndefine: a running domain becomes transient (gone when it stops), any other is
+  /// gone. (Whether autostart survives is the driver's: libvirt's QEMU driver drops it, its test
+  /// driver keeps it.)
+  void undefine(Dom& d) {
+    domain_ref ref = d.ref();
+    if (d.active()) {
+      d.persistent = false;
+      d.next.reset();
+      changed(d);
+    } else {
+      erase(d);
+    }
+    events_.publish(ref, event_type::undefined, event_detail::undefined_removed);
+  }
+
+  /// A run of the definition begins: the persistent one is kept aside, so that the live one may
+  /// change. run_instead: a persistent domain runs once with `def` instead (create_xml, restore).
+  void begin_run(Dom& d) {
+    if (d.persistent && !d.next) d.next = d.def;
+  }
+  void run_instead(Dom& d, domain_config def) {
+    d.next = std::move(d.def);
+    d.def = std::move(def);
+  }
+  /// The run did not start: the domain is as it was (a new one, `fresh`, is gone).
+  void abandon_run(Dom& d, bool fresh) {
+    if (fresh) {
+      erase(d);
+      return;
+    }
+    if (d.next) {
+      d.def = std::move(*d.next);
+      d.next.reset();
+    }
+  }
+
+  /// The next domain id (libvirt's ids only grow); seen: an id taken elsewhere (a re-attach).
+  int take_id() noexcept { return next_id_++; }
+  void saw_id(int id) noexcept { next_id_ = std::max(next_id_, id + 1); }
+
+  /// The run ended (libvirt's virDomainObjRemoveTransientDef and friends): shut off, back to the
+  /// persistent definition, `stopped` emitted, and a transient domain is gone.
+  void stopped(Dom& d, int reason_, int detail) {
+    d.id = -1;
+    d.state = domain_state::shutoff;
+    d.reason = reason_;
+    if (d.next) {
+      d.def = std::move(*d.next);
+      d.next.reset();
+    }
+    changed(d);
+    emit(d, event_type::stopped, detail);
+    if (!d.persistent) erase(d);
+  }
+
+private:
+  // A driver that caches what it derives from a domain (its XML, say) drops it here.
+  static void changed(Dom& d) {
+    if constexpr (requires { d.changed(); }) d.changed();
+  }
+
+  event_hub& events_;
+  int next_id_ = 1;
   std::map<std::string, ptr, std::less<>> by_name_;
   std::unordered_map<std::string, std::weak_ptr<Dom>> by_uuid_;
 };

@@ -152,10 +152,7 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
     if (!def || def->name != n) continue;  // a broken file never stops the driver
     apply_defaults(*def);
     if (s->find_uuid(def->uuid)) continue;
-    auto d = std::make_shared<dom>();
-    d->def = std::move(*def);
-    d->autostart = qemu::get_autostart(s->dirs, n);
-    s->doms.insert(d);
+    s->doms.add(std::move(*def), true)->autostart = qemu::get_autostart(s->dirs, n);
   }
   diagnostics rd;
   auto recs = list_runtime(s->dirs, rd);
@@ -172,7 +169,7 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
   for (auto& d : s->doms.snapshot()) {
     if (!d->autostart || d->active() || !d->persistent) continue;
     state::job_guard g;
-    if (!co_await s->acquire(d)) continue;
+    if (!co_await d->job.acquire()) continue;
     g.d = d;
     diagnostics ad;
     if (!d->active()) {

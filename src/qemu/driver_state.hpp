@@ -26,7 +26,6 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -55,28 +54,6 @@ inline std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
-
-// An async mutex: one job at a time on a domain. Waiters queue in order.
-struct job_waiter {
-  explicit job_waiter(asio::any_io_executor ex) : timer(std::move(ex), asio::steady_timer::time_point::max()) {}
-  asio::steady_timer timer;
-  bool granted = false;
-};
-
-struct job_mutex {
-  bool held = false;
-  std::deque<std::shared_ptr<job_waiter>> waiters;
-  void release() {
-    if (!waiters.empty()) {
-      auto w = std::move(waiters.front());
-      waiters.pop_front();
-      w->granted = true;  // ownership passes on; `held` stays true
-      w->timer.cancel();
-      return;
-    }
-    held = false;
-  }
-};
 
 // How the running guest is expected to stop (set before we ask it to).
 struct stop_intent {
@@ -115,24 +92,10 @@ struct long_job {
 };
 
 
-struct dom {
-  domain_config def;                  // the running definition, or the only one
-  std::optional<domain_config> next;  // the persistent definition while running
-  domain_state state = domain_state::shutoff;
-  int reason = reason::shutoff_unknown;
-  int id = -1;
-  bool persistent = true;
-  bool autostart = false;
-  bool starting = false;
+struct dom : covirt::detail::domain_obj {
   std::shared_ptr<runtime> rt;
-  job_mutex job;
-  std::shared_ptr<long_job> job_now;          // while a long job runs
+  std::shared_ptr<long_job> job_now;  // while a long job runs
   bool migration_held = false;  // an outgoing migration was performed: its job stays taken until confirm
-
-  bool active() const noexcept { return id >= 0; }
-  domain_ref ref() const { return {def.name, def.uuid, id}; }
-  const domain_config& persistent_def() const { return next ? *next : def; }
-  domain_config& persistent_def_mut() { return next ? *next : def; }
 };
 
 using dom_ptr = std::shared_ptr<dom>;
@@ -202,9 +165,8 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   paths dirs;
   bool is_open = false;
   bool closed = false;
-  covirt::detail::domain_list<dom> doms;  // by name: lists come sorted
-  int next_id = 1;
   event_hub events;
+  covirt::detail::domain_list<dom> doms{events};  // by name: lists come sorted
   std::function<bool()> kvm_probe = [] { return ::access("/dev/kvm", R_OK | W_OK) == 0; };
   std::optional<std::uint64_t> version;
   std::string caps_xml;
@@ -213,27 +175,13 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   dom_ptr find_uuid(std::string_view uuid) { return doms.find_uuid(uuid); }
   result<dom_ptr> get(const domain_key& key, diagnostics& diag) { return doms.get(key, diag); }
   void erase(const dom_ptr& d) { doms.erase(*d); }
-  void emit(const dom& d, event_type t, int detail) {
-    if (events.has_subscribers()) events.publish(domain_event{d.ref(), t, detail});
-  }
+  void emit(const dom& d, event_type t, int detail) { doms.emit(d, t, detail); }
 
   result<dom_ptr> admit(const domain_config& def, bool live, diagnostics& diag) { return doms.admit(def, live, diag); }
 
   // ------------------------------------------------------------------ jobs
 
-  // Waits for the domain's job; false when the wait was cancelled.
-  asio::awaitable<bool> acquire(dom_ptr d);
-
-  struct job_guard {
-    dom_ptr d;
-    job_guard() = default;
-    explicit job_guard(dom_ptr p) : d(std::move(p)) {}
-    job_guard(job_guard&& o) noexcept : d(std::move(o.d)) {}
-    job_guard& operator=(job_guard&&) = delete;
-    ~job_guard() {
-      if (d) d->job.release();
-    }
-  };
+  using job_guard = covirt::detail::job_guard<dom_ptr>;
 
   // Looks the domain up and takes its job.
   asio::awaitable<result<dom_ptr>> begin_job(const domain_key& key, diagnostics& diag, job_guard& g);

@@ -4,25 +4,11 @@
 
 namespace covirt::qemu {
 
-asio::awaitable<bool> driver::state::acquire(dom_ptr d) {
-  if (!d->job.held) {
-    d->job.held = true;
-    co_return true;
-  }
-  auto w = std::make_shared<job_waiter>(ex);
-  d->job.waiters.push_back(w);
-  co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  if (w->granted) co_return true;
-  auto& q = d->job.waiters;
-  q.erase(std::remove(q.begin(), q.end(), w), q.end());
-  co_return false;
-}
-
 asio::awaitable<result<dom_ptr>> driver::state::begin_job(const domain_key& key, diagnostics& diag, job_guard& g) {
   auto d = get(key, diag);
   if (!d) co_return d;
   dom_ptr p = *d;
-  if (!co_await acquire(p)) co_return fail(diag, errc::operation_aborted, "waiting for a job on domain " + q(p->def.name) + " was cancelled");
+  if (!co_await p->job.acquire()) co_return fail(diag, errc::operation_aborted, "waiting for a job on domain " + q(p->def.name) + " was cancelled");
   g.d = p;
   co_return p;
 }

@@ -81,15 +81,7 @@ void driver::state::finish_stop(const dom_ptr& d, const std::shared_ptr<runtime>
   stop_intent how = rt->intent.value_or(stop_intent{reason::crashed, event_detail::stopped_crashed});
   (void)status;
   d->rt.reset();
-  d->id = -1;
-  d->state = domain_state::shutoff;
-  d->reason = how.reason;
-  if (d->next) {
-    d->def = std::move(*d->next);
-    d->next.reset();
-  }
-  emit(*d, event_type::stopped, how.detail);
-  if (!d->persistent) erase(d);
+  doms.stopped(*d, how.reason, how.detail);
 }
 
 void driver::state::watch(const dom_ptr& d, const std::shared_ptr<runtime>& rt) {
@@ -270,7 +262,7 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
     (void)co_await call(rt, balloon, std::move(a), ignore, 5s);
   }
 
-  int id = next_id++;
+  int id = doms.take_id();
   auto& rec = rt->rec;
   rec.name = def.name;
   rec.uuid = def.uuid;
@@ -338,21 +330,14 @@ asio::awaitable<void> driver::state::reattach(runtime_record rec) {
   if (!rec.boot_id.empty() && rec.boot_id != current_boot_id()) co_return stale();
   auto p = process::attach(ex, rec.pid, rec.marker, diag, rec.pid_start_ticks);
   if (!p) co_return stale();
-  if (!d) {
-    d = std::make_shared<dom>();
-    d->def = *live;
-    d->persistent = false;
-    doms.insert(d);
-  } else if (live) {
-    d->next = std::move(d->def);
-    d->def = std::move(*live);
-  }
+  if (!d) d = doms.add(*live, false);
+  else if (live) doms.run_instead(*d, std::move(*live));
   auto rt = std::make_shared<runtime>(ex);
   rt->proc = std::move(*p);
   rt->rec = rec;
   d->rt = rt;
   d->id = rec.id;
-  next_id = std::max(next_id, rec.id + 1);
+  doms.saw_id(rec.id);
   d->state = domain_state::running;
   d->reason = reason::running_unknown;
   {
@@ -406,26 +391,20 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   std::string text = format_domain_xml(*def);
   if (dom_ptr d = *at) {
     state::job_guard g;
-    if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, "define was cancelled");
+    if (!co_await d->job.acquire()) co_return fail(diag, errc::operation_aborted, "define was cancelled");
     g.d = d;
     if (auto r = co_await s->store_definition(def->name, text, diag); !r) co_return r.error();
-    if (d->active()) d->next = std::move(*def);
-    else d->def = std::move(*def);
-    d->persistent = true;
     if (d->rt) {
       d->rt->rec.extra["persistent"] = "1";
       s->persist(*d);
     }
-    s->emit(*d, event_type::defined, event_detail::defined_updated);
+    s->doms.redefine(*d, std::move(*def));
     co_return d->ref();
   }
   // Known (and its job taken) while its file is written, so that a concurrent define of the
   // same name waits for this one instead of racing it.
-  auto d = std::make_shared<dom>();
-  d->def = std::move(*def);
-  d->job.held = true;
+  auto d = s->doms.add(std::move(*def), true, true);
   state::job_guard g(d);
-  s->doms.insert(d);
   if (auto r = co_await s->store_definition(d->def.name, text, diag); !r) {
     s->erase(d);
     co_return r.error();
@@ -442,19 +421,12 @@ op<void> driver::undefine(const domain_key& key, diagnostics& diag) {
   dom_ptr d = *r;
   if (!d->persistent) co_return fail(diag, errc::operation_invalid, "cannot undefine transient domain");
   if (auto rr = co_await s->store_definition(d->def.name, std::nullopt, diag); !rr) co_return rr.error();
-  domain_ref ref = d->ref();
-  d->autostart = false;
-  if (d->active()) {
-    d->persistent = false;
-    d->next.reset();
-    if (d->rt) {
-      d->rt->rec.extra["persistent"] = "0";
-      s->persist(*d);
-    }
-  } else {
-    s->erase(d);
+  d->autostart = false;  // its link went with the definition
+  if (d->rt) {
+    d->rt->rec.extra["persistent"] = "0";
+    s->persist(*d);
   }
-  s->events.publish(ref, event_type::undefined, event_detail::undefined_removed);
+  s->doms.undefine(*d);
   co_return result<void>{};
 }
 
@@ -466,12 +438,12 @@ op<void> driver::create(const domain_key& key, diagnostics& diag) {
   dom_ptr d = *r;
   if (d->active()) co_return fail(diag, errc::operation_invalid, "domain is already running");
   if (s->find(d->def.name) != d) co_return fail(diag, errc::no_domain, "no domain with matching name " + q(d->def.name));
-  d->next = d->def;  // the live copy may change; the definition stays
+  s->doms.begin_run(*d);  // the live copy may change; the definition stays
   d->starting = true;
   auto sr = co_await state::cleanup_on_cancel<void>([&] { return s->start(d, false, diag); });
   d->starting = false;
   if (!sr) {
-    d->next.reset();
+    s->doms.abandon_run(*d, false);
     co_return sr.error();
   }
   co_return result<void>{};
@@ -486,28 +458,19 @@ op<domain_ref> driver::state::start_live(domain_config def, bool paused, std::op
   state::job_guard g;
   bool fresh = !d;
   if (fresh) {
-    d = std::make_shared<dom>();
-    d->def = std::move(def);
-    d->persistent = false;
-    d->job.held = true;  // uncontended: nobody knows it yet
+    d = s->doms.add(std::move(def), false, true);  // its job uncontended: nobody knows it yet
     g.d = d;
-    s->doms.insert(d);
   } else {
-    if (!co_await s->acquire(d)) co_return fail(diag, errc::operation_aborted, std::string(what) + " was cancelled");
+    if (!co_await d->job.acquire()) co_return fail(diag, errc::operation_aborted, std::string(what) + " was cancelled");
     g.d = d;
     if (d->active()) co_return fail(diag, errc::operation_invalid, "domain " + q(d->def.name) + " is already active");
-    d->next = std::move(d->def);
-    d->def = std::move(def);
+    s->doms.run_instead(*d, std::move(def));
   }
   d->starting = true;
   auto r = co_await s->start(d, paused, diag, std::move(incoming));
   d->starting = false;
   if (!r) {
-    if (fresh) s->erase(d);
-    else {
-      d->def = std::move(*d->next);
-      d->next.reset();
-    }
+    s->doms.abandon_run(*d, fresh);
     co_return failure(r.error());
   }
   co_return d->ref();

@@ -72,7 +72,7 @@ asio::awaitable<void> driver::state::event_pump(std::shared_ptr<state> s, dom_pt
 
 asio::awaitable<void> driver::state::stop_guest(std::shared_ptr<state> s, dom_ptr d, std::shared_ptr<runtime> rt) {
   job_guard g;
-  if (!co_await s->acquire(d)) co_return;
+  if (!co_await d->job.acquire()) co_return;
   g.d = d;
   if (d->rt != rt || rt->finished) co_return;
   co_await s->kill(d, rt);

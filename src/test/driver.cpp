@@ -70,23 +70,9 @@ constexpr std::string_view default_network_xml = R"(<network>
 
 constexpr int max_vcpus = 32;  // testConnectGetMaxVcpus
 
-struct dom {
-  domain_config def;                     // the running definition, or the only one
-  std::optional<domain_config> next;     // the persistent definition while running, once it differs
-  domain_state state = domain_state::shutoff;
-  int reason = reason::shutoff_unknown;
-  int id = -1;
-  bool persistent = true;
-  bool autostart = false;
-  std::string xml_cache;                 // format of def (with id) — cleared on every change
+struct dom : detail::domain_obj {
+  std::string xml_cache;  // format of def (with id) — cleared on every change
   std::string xml_inactive_cache;
-
-  bool active() const noexcept { return id >= 0; }
-  domain_ref ref() const { return {def.name, def.uuid, id}; }
-  // While a persistent domain runs, `next` holds its own copy of the definition
-  // (virDomainObjSetDefTransient), so live changes never leak into the next boot.
-  const domain_config& persistent_def() const { return next ? *next : def; }
-  domain_config& persistent_def_mut() { return next ? *next : def; }
   void changed() { xml_cache.clear(); xml_inactive_cache.clear(); }
 };
 
@@ -109,19 +95,12 @@ std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 struct driver::state {
   asio::any_io_executor ex;
-  detail::domain_list<dom> doms;
+  event_hub events;
+  detail::domain_list<dom> doms{events};
   std::map<std::string, std::unique_ptr<net>, std::less<>> nets;
-  int next_id = 1;
   node_info node{"i686", 3145728, 16, 1400, 2, 2, 2, 2};
   std::string caps_xml;
-  event_hub events;
 
-  dom& insert(std::unique_ptr<dom> d) {
-    dom& ref = *d;
-    doms.insert(std::shared_ptr<dom>(std::move(d)));
-    return ref;
-  }
-  void erase(const dom& d) { doms.erase(d); }
   net* find_net(std::string_view name) {
     auto it = nets.find(name);
     if (it != nets.end()) return it->second.get();
@@ -144,13 +123,11 @@ struct driver::state {
     return fail(diag, errc::no_network, "no network with matching name " + q(name));
   }
 
-  void emit(const dom& d, event_type t, int detail) {
-    if (events.has_subscribers()) events.publish(domain_event{d.ref(), t, detail});
-  }
+  void emit(const dom& d, event_type t, int detail) { doms.emit(d, t, detail); }
 
   void start(dom& d, int reason_, domain_state st = domain_state::running) {
-    if (d.persistent && !d.next) d.next = d.def;
-    d.id = next_id++;
+    doms.begin_run(d);
+    d.id = doms.take_id();
     d.state = st;
     d.reason = reason_;
     prepare_live_domain_for_test_driver(d.def, d.id);
@@ -158,18 +135,7 @@ struct driver::state {
   }
 
   // testDomainShutdownState: the domain stops; a transient one is gone.
-  void stop(dom& d, int reason_, int detail) {
-    d.id = -1;
-    d.state = domain_state::shutoff;
-    d.reason = reason_;
-    if (d.next) {
-      d.def = std::move(*d.next);
-      d.next.reset();
-    }
-    d.changed();
-    emit(d, event_type::stopped, detail);
-    if (!d.persistent) erase(d);
-  }
+  void stop(dom& d, int reason_, int detail) { doms.stopped(d, reason_, detail); }
 
   result<dom*> admit(domain_config& def, bool live, diagnostics& diag) {
     auto d = doms.admit(def, live, diag);
@@ -184,10 +150,8 @@ struct driver::state {
     auto at = admit(*def, false, diag);
     if (!at) return at.error();
     if (*at) return fail(diag, errc::operation_failed, "domain " + q(def->name) + " is listed twice");
-    auto d = std::make_unique<dom>();
-    d->def = std::move(*def);
-    dom& ref = insert(std::move(d));
-    if (running) start(ref, reason_);
+    auto d = doms.add(std::move(*def), true);
+    if (running) start(*d, reason_);
     return {};
   }
 
@@ -318,35 +282,18 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   auto at = s_->admit(*def, false, diag);
   if (!at) co_return at.error();
   if (dom* d = *at) {
-    // A new definition of a known domain: for the next boot if it runs, at once if not.
-    if (d->active()) d->next = std::move(*def);
-    else d->def = std::move(*def);
-    d->persistent = true;
-    d->changed();
-    s_->emit(*d, event_type::defined, event_detail::defined_updated);
+    s_->doms.redefine(*d, std::move(*def));
     co_return d->ref();
   }
-  auto d = std::make_unique<dom>();
-  d->def = std::move(*def);
-  d->reason = reason::shutoff_unknown;
-  dom& ref = s_->insert(std::move(d));
-  s_->emit(ref, event_type::defined, event_detail::defined_added);
-  co_return ref.ref();
+  auto d = s_->doms.add(std::move(*def), true);
+  s_->emit(*d, event_type::defined, event_detail::defined_added);
+  co_return d->ref();
 }
 
 op<void> driver::undefine(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
-  dom& x = **d;
-  domain_ref ref = x.ref();
-  if (x.active()) {
-    x.persistent = false;
-    x.next.reset();
-    x.changed();
-  } else {
-    s_->erase(x);
-  }
-  s_->events.publish(ref, event_type::undefined, event_detail::undefined_removed);
+  s_->doms.undefine(**d);
   co_return result<void>{};
 }
 
@@ -367,16 +314,9 @@ op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnost
   auto at = s_->admit(*def, true, diag);
   if (!at) co_return at.error();
   dom* d = *at;
-  if (d) {
-    // A persistent domain started with other XML: that XML is for this run only.
-    d->next = std::move(d->def);
-    d->def = std::move(*def);
-  } else {
-    auto nd = std::make_unique<dom>();
-    nd->def = std::move(*def);
-    nd->persistent = false;
-    d = &s_->insert(std::move(nd));
-  }
+  // A persistent domain started with other XML: that XML is for this run only.
+  if (d) s_->doms.run_instead(*d, std::move(*def));
+  else d = s_->doms.add(std::move(*def), false).get();
   s_->start(*d, reason::booted);
   s_->emit(*d, event_type::started, event_detail::started_booted);
   if (flags & start_paused) {

@@ -1,4 +1,5 @@
-// Unit tests of the core: errors, URIs, open(), events, read-only connections, completion tokens.
+// Unit tests of the core: errors, URIs, open(), events, read-only connections, completion tokens,
+// and the domain list and job queue below the drivers.
 
 #include <covirt/connection.hpp>
 #include <covirt/error.hpp>
@@ -9,6 +10,7 @@
 #include <covirt/uri.hpp>
 
 #include "common/run.hpp"
+#include "../src/common/domain_list.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -1087,5 +1089,132 @@ TEST_CASE("op_timeout: an operation that finishes in time is not touched", "[cor
     CHECK_FALSE(deadline.expired());
     CHECK(deadline.translate(ec) == error_code{});
     CHECK(info.nr_virt_cpu == 2);
+  });
+}
+
+TEST_CASE("job_queue: one holder, waiters served in order, a cancelled waiter leaves the queue", "[core][jobs]") {
+  run_coro([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    covirt::detail::job_queue job;
+    bool first = co_await job.acquire();
+    CHECK(first);  // free: taken at once
+    CHECK(job.held());
+    CHECK_FALSE(job.try_take());
+    std::vector<std::string> order;
+    asio::cancellation_signal cancel_b;
+    auto waiter = [&](std::string name) -> asio::awaitable<void> {
+      bool got = co_await job.acquire();
+      order.push_back(name + (got ? " got it" : " gave up"));
+      if (got) job.release();
+    };
+    int done = 0;
+    auto count = [&](std::exception_ptr) { ++done; };
+    asio::co_spawn(ex, waiter("b"), asio::bind_cancellation_slot(cancel_b.slot(), count));
+    asio::co_spawn(ex, waiter("c"), count);
+    asio::co_spawn(ex, waiter("d"), count);
+    auto settle = [&]() -> asio::awaitable<void> {  // lets the spawned waiters reach their wait
+      for (int i = 0; i < 4; ++i) co_await asio::post(ex, asio::use_awaitable);
+    };
+    co_await settle();
+    CHECK(order.empty());  // all three wait for the holder
+    cancel_b.emit(asio::cancellation_type::terminal);
+    co_await settle();
+    REQUIRE(order == std::vector<std::string>{"b gave up"});
+    job.release();  // to c, which passes it to d
+    co_await settle();
+    CHECK(order == std::vector<std::string>{"b gave up", "c got it", "d got it"});
+    CHECK(done == 3);
+    CHECK_FALSE(job.held());  // d released it and nobody waits
+  });
+}
+
+// co_await cannot stand inside Catch's assertion macros.
+#define CHECK_AWAIT(expr)          \
+  do {                             \
+    bool ok_ = co_await (expr);    \
+    CHECK(ok_);                    \
+  } while (0)
+
+namespace {
+struct list_dom : covirt::detail::domain_obj {
+  int changes = 0;
+  void changed() { ++changes; }
+};
+covirt::domain_config named(std::string name, std::string uuid, int vcpus = 1) {
+  covirt::domain_config d;
+  d.name = std::move(name);
+  d.uuid = std::move(uuid);
+  d.vcpus = vcpus;
+  return d;
+}
+}  // namespace
+
+TEST_CASE("domain_list: define, run, redefine, undefine and stop follow libvirt's rules and events", "[core][domlist]") {
+  run_coro([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    using covirt::event_type;
+    namespace ed = covirt::event_detail;
+    covirt::event_hub hub;
+    auto ev = hub.subscribe(ex);
+    covirt::detail::domain_list<list_dom> doms(hub);
+    // The next event is (type, detail): events are queued when published, so one is pending.
+    auto next_event_is = [&](std::pair<event_type, int> want) -> asio::awaitable<bool> {
+      if (ev.pending() == 0) co_return false;
+      auto e = co_await ev.async_next(asio::use_awaitable);
+      co_return std::pair{e.type, e.detail} == want;
+    };
+    const std::string u1 = "11111111-2222-3333-4444-555555555555";
+
+    auto d = doms.add(named("a", u1), true);
+    CHECK(doms.find("a") == d);
+    CHECK(doms.find_uuid(u1) == d);
+    CHECK(ev.pending() == 0);  // add emits nothing: the driver says when the domain is there
+
+    // A run keeps the persistent definition aside; a redefine while running is for the next boot.
+    doms.begin_run(*d);
+    d->id = doms.take_id();
+    d->state = covirt::domain_state::running;
+    CHECK(d->id == 1);
+    doms.redefine(*d, named("a", u1, 4));
+    CHECK(d->def.vcpus == 1);
+    CHECK(d->persistent_def().vcpus == 4);
+    CHECK_AWAIT(next_event_is(std::pair{event_type::defined, int(ed::defined_updated)}));
+    doms.stopped(*d, covirt::reason::destroyed, ed::stopped_destroyed);
+    CHECK(d->def.vcpus == 4);
+    CHECK_FALSE(d->next);
+    CHECK(d->id == -1);
+    CHECK(d->reason == covirt::reason::destroyed);
+    CHECK_AWAIT(next_event_is(std::pair{event_type::stopped, int(ed::stopped_destroyed)}));
+    CHECK(doms.find("a") == d);  // persistent: still listed
+
+    // run_instead, then a failed start: all as it was.
+    doms.run_instead(*d, named("a", u1, 8));
+    CHECK(d->def.vcpus == 8);
+    doms.abandon_run(*d, false);
+    CHECK(d->def.vcpus == 4);
+    CHECK_FALSE(d->next);
+
+    // Undefined while running: transient, and gone when it stops.
+    doms.begin_run(*d);
+    d->id = doms.take_id();
+    CHECK(d->id == 2);  // ids only grow
+    doms.undefine(*d);
+    CHECK_FALSE(d->persistent);
+    CHECK(doms.find("a") == d);
+    CHECK_AWAIT(next_event_is(std::pair{event_type::undefined, int(ed::undefined_removed)}));
+    doms.stopped(*d, covirt::reason::shutdown, ed::stopped_shutdown);
+    CHECK_AWAIT(next_event_is(std::pair{event_type::stopped, int(ed::stopped_shutdown)}));
+    CHECK(doms.find("a") == nullptr);
+    CHECK(doms.find_uuid(u1) == nullptr);
+    CHECK(d->changes >= 3);  // the driver's caches were told each time
+
+    // Undefined while shut off: gone at once. A failed first start of a new one: gone too.
+    auto b = doms.add(named("b", "21111111-2222-3333-4444-555555555555"), true);
+    doms.undefine(*b);
+    CHECK(doms.size() == 0);
+    auto c = doms.add(named("c", "31111111-2222-3333-4444-555555555555"), false, true);
+    CHECK(c->job.held());
+    doms.abandon_run(*c, true);
+    CHECK(doms.size() == 0);
+    doms.saw_id(41);
+    CHECK(doms.take_id() == 42);
   });
 }
