@@ -135,6 +135,22 @@ public:
     if (auto d = find_uuid(*uuid)) return d->ref();
     return fail(diag, errc::no_domain, "no domain with matching uuid " + quote_name(*uuid));
   }
+  // virDomainIsActive, virDomainIsPersistent, virDomainGetAutostart.
+  result<bool> is_active(const domain_key& key, diagnostics& diag) const {
+    auto d = get(key, diag);
+    if (!d) return failure(d.error());
+    return (*d)->active();
+  }
+  result<bool> is_persistent(const domain_key& key, diagnostics& diag) const {
+    auto d = get(key, diag);
+    if (!d) return failure(d.error());
+    return (*d)->persistent;
+  }
+  result<bool> autostart(const domain_key& key, diagnostics& diag) const {
+    auto d = get(key, diag);
+    if (!d) return failure(d.error());
+    return (*d)->autostart;
+  }
   result<domain_ref> lookup_by_id(int id, diagnostics& diag) const {
     if (id >= 0)
       for (const auto& [n, d] : by_name_)

@@ -396,17 +396,9 @@ op<std::string> driver::get_xml(const domain_key& key, unsigned flags, diagnosti
   co_return format_domain_xml(x.def, opt);
 }
 
-op<bool> driver::is_active(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return (*d)->active();
-}
+op<bool> driver::is_active(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_active(key, diag); }
 
-op<bool> driver::is_persistent(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return (*d)->persistent;
-}
+op<bool> driver::is_persistent(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_persistent(key, diag); }
 
 event_stream driver::subscribe(std::string domain) { return s_->events.subscribe(s_->ex, std::move(domain)); }
 

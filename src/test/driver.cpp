@@ -422,17 +422,9 @@ op<std::string> driver::get_xml(const domain_key& key, unsigned flags, diagnosti
   co_return d->xml_cache;
 }
 
-op<bool> driver::is_active(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return (*d)->active();
-}
+op<bool> driver::is_active(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_active(key, diag); }
 
-op<bool> driver::is_persistent(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return (*d)->persistent;
-}
+op<bool> driver::is_persistent(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_persistent(key, diag); }
 
 event_stream driver::subscribe(std::string domain) { return s_->events.subscribe(s_->ex, std::move(domain)); }
 
@@ -513,11 +505,7 @@ op<void> driver::set_vcpus(const domain_key& key, unsigned count, unsigned flags
   co_return result<void>{};
 }
 
-op<bool> driver::get_autostart(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return (*d)->autostart;
-}
+op<bool> driver::get_autostart(const domain_key& key, diagnostics& diag) { co_return s_->doms.autostart(key, diag); }
 
 op<void> driver::set_autostart(const domain_key& key, bool on, diagnostics& diag) {
   auto d = s_->get(key, diag);
