@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -329,4 +330,67 @@ TEST_CASE("covirt-sh: domxml-to-native qemu-argv prints the command line, commas
   auto bad = run({env("COVIRT_SH"), "domxml-to-native", "xen-xm", "tests/data/sh/qemu-comma.xml"});
   CHECK(bad.status != 0);
   CHECK(error_lines(bad.err) == std::vector<std::string>{"error: unsupported config type xen-xm"});
+}
+
+namespace {
+
+/// virsh's help text cut down to the commands covirt-sh has: a group stays (its header, the
+/// commands covirt-sh has, the blank line after it) when one of its commands does.
+std::string virsh_help_for(const std::string& virsh_out, const std::set<std::string>& names) {
+  std::string out, group;
+  bool in_group = false, kept = false;
+  auto end_group = [&](const std::string& tail) {
+    if (kept) out += group + tail;
+    group.clear();
+    in_group = kept = false;
+  };
+  for (const auto& l : lines(virsh_out)) {
+    bool header = l.starts_with(" ") && !l.starts_with("    ");
+    if (in_group && (header || l.empty())) end_group(l.empty() ? "\n" : "");
+    else if (!in_group && !header) {
+      out += l + "\n";
+      continue;
+    }
+    if (header) {
+      in_group = true;
+      group = l + "\n";
+    } else if (in_group) {
+      std::istringstream in(l);
+      std::string name;
+      in >> name;
+      if (names.contains(name)) {
+        group += l + "\n";
+        kept = true;
+      }
+    }
+  }
+  end_group("");
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("covirt-sh: help lists its commands in virsh's groups, in virsh's words", "[sh]") {
+  auto sh = run({env("COVIRT_SH"), "help"});
+  REQUIRE(sh.status == 0);
+  std::set<std::string> names;
+  for (const auto& l : lines(sh.out))
+    if (l.starts_with("    ")) names.insert(l.substr(4, l.find(' ', 4) - 4));
+  REQUIRE(names.size() > 40);
+  for (const char* c : {"list", "dominfo", "migrate", "net-list", "event", "help"}) CHECK(names.contains(c));
+
+  auto virsh = run({"virsh", "help"});
+  REQUIRE(virsh.status == 0);
+  CHECK(sh.out == virsh_help_for(virsh.out, names));
+
+  for (const char* group : {"domain", "monitor", "events", "host", "network", "virsh"}) {
+    INFO("help " << group);
+    auto g = run({env("COVIRT_SH"), "help", group});
+    auto v = run({"virsh", "help", group});
+    CHECK(g.status == 0);
+    CHECK(g.out == virsh_help_for(v.out, names));
+  }
+  auto none = run({env("COVIRT_SH"), "help", "nosuch"});
+  CHECK(none.status != 0);
+  CHECK(error_lines(none.err) == std::vector<std::string>{"error: command or command group 'nosuch' doesn't exist"});
 }

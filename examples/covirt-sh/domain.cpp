@@ -1,0 +1,394 @@
+// covirt-sh: virsh's "Domain Management" commands, but the long jobs (jobs.cpp): define, start,
+// stop, settings, devices, ids, the QEMU native forms.
+
+#include "shell.hpp"
+
+namespace covirt_sh {
+namespace {
+
+awaitable<bool> cmd_dumpxml(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  unsigned flags = 0;
+  if (a.has("inactive")) flags |= covirt::xml_flags::inactive;
+  if (a.has("security-info")) flags |= covirt::xml_flags::secure;
+  if (a.has("update-cpu")) flags |= covirt::xml_flags::update_cpu;
+  if (a.has("migratable")) flags |= covirt::xml_flags::migratable;
+  try {
+    sh.print(co_await sh.conn.async_get_xml(*d, flags));
+  } catch (const covirt::error& e) {
+    co_return sh.fail("", e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_define(shell& sh, const args& a) {
+  const std::string& file = a.at("file");
+  std::string xml = read_file(file);
+  try {
+    auto d = co_await sh.conn.async_define_xml(std::move(xml));
+    sh.extra(format("Domain '%s' defined from %s\n", d.name.c_str(), file.c_str()));
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format("Failed to define domain from %s", file.c_str()), e);
+  }
+  co_return true;
+}
+
+/// virsh domxml-to-native: the command line covirt's QEMU driver would run for a domain.
+awaitable<bool> cmd_domxml_to_native(shell& sh, const args& a) {
+  const std::string& fmt = a.at("format");
+  if (fmt != "qemu-argv") {
+    sh.error(format("unsupported config type %s", fmt.c_str()));
+    co_return false;
+  }
+  std::string xml = read_file(a.at("xml"));
+  covirt::diagnostics diag;
+  auto def = covirt::parse_domain_xml(xml, diag);
+  if (def) {
+    covirt::qemu::argv_options opt;
+    opt.qmp_socket = "/run/covirt/qemu/" + def->name + ".qmp";  // where qemu:///system would put it
+    opt.kvm_available = ::access("/dev/kvm", R_OK | W_OK) == 0;
+    if (auto argv = covirt::qemu::build_argv(*def, opt, diag)) {
+      sh.print(covirt::qemu::argv_to_shell(*argv) + "\n");
+      co_return true;
+    } else {
+      co_return sh.fail("", covirt::error(argv.error(), std::string(diag.message())));
+    }
+  }
+  co_return sh.fail("", covirt::error(def.error(), std::string(diag.message())));
+}
+
+awaitable<bool> cmd_create(shell& sh, const args& a) {
+  const std::string& file = a.at("file");
+  std::string xml = read_file(file);
+  unsigned flags = a.has("paused") ? 1u : 0u;  // VIR_DOMAIN_START_PAUSED
+  try {
+    auto d = co_await sh.conn.async_create_xml(std::move(xml), flags);
+    sh.extra(format("Domain '%s' created from %s\n", d.name.c_str(), file.c_str()));
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format("Failed to create domain from %s", file.c_str()), e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_start(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  if (d->id >= 0) {
+    sh.error("Domain is already active");
+    co_return false;
+  }
+  const std::string& n = a.at("domain");
+  try {
+    co_await sh.conn.async_create(*d);
+    sh.extra(format("Domain '%s' started\n", n.c_str()));
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format("Failed to start domain '%s'", n.c_str()), e);
+  }
+  co_return true;
+}
+
+
+awaitable<bool> cmd_undefine(shell& sh, const args& a) {
+  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_undefine), "Domain '%s' has been undefined\n",
+                                                             "Failed to undefine domain '%s'");
+}
+awaitable<bool> cmd_destroy(shell& sh, const args& a) {
+  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_destroy), "Domain '%s' destroyed\n",
+                                                            "Failed to destroy domain '%s'");
+}
+awaitable<bool> cmd_shutdown(shell& sh, const args& a) {
+  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_shutdown), "Domain '%s' is being shutdown\n",
+                                                             "Failed to shutdown domain '%s'");
+}
+awaitable<bool> cmd_reboot(shell& sh, const args& a) {
+  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_reboot), "Domain '%s' is being rebooted\n",
+                                                           "Failed to reboot domain '%s'");
+}
+awaitable<bool> cmd_suspend(shell& sh, const args& a) {
+  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_suspend), "Domain '%s' suspended\n",
+                                                            "Failed to suspend domain '%s'");
+}
+awaitable<bool> cmd_resume(shell& sh, const args& a) {
+  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_resume), "Domain '%s' resumed\n",
+                                                           "Failed to resume domain '%s'");
+}
+
+/// attach-device and detach-device: virsh's option checks, then one call with the file's XML.
+awaitable<bool> device_op(shell& sh, const args& a, bool attach) {
+  bool current = a.has("current"), live = a.has("live"), config = a.has("config"), persistent = a.has("persistent");
+  const std::pair<bool, const char*> clashes[] = {
+      {persistent && current, "Options --persistent and --current are mutually exclusive"},
+      {current && live, "Options --current and --live are mutually exclusive"},
+      {current && config, "Options --current and --config are mutually exclusive"}};
+  for (auto [clash, msg] : clashes)
+    if (clash) {
+      sh.error(msg);
+      co_return false;
+    }
+  unsigned flags = covirt::device_modify::current;
+  if (config || persistent) flags |= covirt::device_modify::config;
+  if (live) flags |= covirt::device_modify::live;
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  const std::string& file = a.at("file");
+  if (persistent) {
+    bool active = false;
+    try {
+      active = co_await sh.conn.async_is_active(*d);
+    } catch (const covirt::error&) {
+    }
+    if (active) flags |= covirt::device_modify::live;
+  }
+  std::string xml = read_file(file);
+  // Without flags virsh calls virDomainAttachDevice / virDomainDetachDevice: the running guest.
+  if (flags == 0 && !current) flags = covirt::device_modify::live;
+  try {
+    if (attach) co_await sh.conn.async_attach_device(*d, std::move(xml), flags);
+    else co_await sh.conn.async_detach_device(*d, std::move(xml), flags);
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format(attach ? "Failed to attach device from %s" : "Failed to detach device from %s",
+                             file.c_str()),
+                      e);
+  }
+  sh.extra(attach ? "Device attached successfully\n" : "Device detached successfully\n");
+  co_return true;
+}
+
+awaitable<bool> cmd_attach_device(shell& sh, const args& a) { return device_op(sh, a, true); }
+awaitable<bool> cmd_detach_device(shell& sh, const args& a) { return device_op(sh, a, false); }
+
+/// JSON text indented by two spaces per level (virsh qemu-monitor-command --pretty).
+std::string pretty_json(std::string_view in) {
+  std::string out;
+  int depth = 0;
+  bool in_str = false, esc = false;
+  auto newline = [&] { out += '\n'; out.append(static_cast<std::size_t>(2 * std::max(depth, 0)), ' '); };
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (in_str) {
+      out += c;
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') in_str = false;
+      continue;
+    }
+    switch (c) {
+      case '"': in_str = true; out += c; break;
+      case '{': case '[': {
+        out += c;
+        std::size_t j = in.find_first_not_of(" \t\r\n", i + 1);
+        if (j != std::string_view::npos && (in[j] == '}' || in[j] == ']')) { out += in[j]; i = j; break; }
+        ++depth;
+        newline();
+        break;
+      }
+      case '}': case ']': --depth; newline(); out += c; break;
+      case ',': out += c; newline(); break;
+      case ':': out += ": "; break;
+      case ' ': case '\t': case '\r': case '\n': break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+awaitable<bool> cmd_qemu_monitor_command(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  try {
+    auto reply = co_await sh.conn.async_qemu_monitor_command(*d, a.at("cmd"));
+    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
+    sh.print((a.has("pretty") ? pretty_json(reply) : reply) + "\n");
+  } catch (const covirt::error& e) {
+    co_return sh.fail("", e);
+  }
+  co_return true;
+}
+
+/// --config/--live/--current as virsh checks them; nullopt after printing the error.
+std::optional<unsigned> impact_flags(shell& sh, const args& a) {
+  bool current = a.has("current"), live = a.has("live"), config = a.has("config");
+  if (current && live) {
+    sh.error("Options --current and --live are mutually exclusive");
+    return std::nullopt;
+  }
+  if (current && config) {
+    sh.error("Options --current and --config are mutually exclusive");
+    return std::nullopt;
+  }
+  return (live ? covirt::modify::live : 0u) | (config ? covirt::modify::config : 0u);
+}
+
+std::optional<std::uint64_t> size_arg(shell& sh, const args& a) {
+  auto r = parse_size_kib(a.at("size"), "size");
+  if (auto* errs = std::get_if<std::vector<std::string>>(&r)) {
+    for (auto& e : *errs) sh.error(e);
+    return std::nullopt;
+  }
+  return std::get<std::uint64_t>(r);
+}
+
+awaitable<bool> cmd_setmem(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  auto flags = impact_flags(sh, a);
+  if (!flags) co_return false;
+  auto kib = size_arg(sh, a);
+  if (!kib) co_return false;
+  // Without flags virsh calls virDomainSetMemory, which acts on the running domain.
+  bool plain = *flags == 0 && !a.has("current");
+  try {
+    co_await sh.conn.async_set_memory(*d, *kib, plain ? covirt::modify::live : *flags);
+  } catch (const covirt::error& e) {
+    co_return sh.fail("", e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_setmaxmem(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  auto flags = impact_flags(sh, a);
+  if (!flags) co_return false;
+  auto kib = size_arg(sh, a);
+  if (!kib) co_return false;
+  try {
+    if (*flags == 0) co_await sh.conn.async_set_max_memory(*d, *kib);
+    else co_await sh.conn.async_set_memory(*d, *kib, *flags | covirt::modify::mem_maximum);
+  } catch (const covirt::error& e) {
+    co_return sh.fail("Unable to change MaxMemorySize", e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_setvcpus(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  auto flags = impact_flags(sh, a);
+  if (!flags) co_return false;
+  if (a.has("maximum") && !a.has("config")) {
+    sh.error("Option --config is required by option --maximum");
+    co_return false;
+  }
+  auto count = parse_int(a.at("count"));
+  if (!count || *count < INT_MIN || *count > INT_MAX) {
+    sh.error(format("Numeric value '%s' for <count> option is malformed or out of range", a.at("count").c_str()));
+    co_return false;
+  }
+  if (*count <= 0) {
+    sh.error(format("Can't set %lld processors for a VM", *count));
+    co_return false;
+  }
+  unsigned f = *flags | (a.has("maximum") ? covirt::modify::vcpu_maximum : 0u);
+  // Without flags virsh calls virDomainSetVcpus, which acts on the running domain.
+  if (f == 0 && !a.has("current")) f = covirt::modify::live;
+  try {
+    co_await sh.conn.async_set_vcpus(*d, static_cast<unsigned>(*count), f);
+  } catch (const covirt::error& e) {
+    co_return sh.fail("", e);
+  }
+  co_return true;
+}
+
+awaitable<bool> cmd_autostart(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  bool on = !a.has("disable");
+  const std::string& n = a.at("domain");
+  try {
+    co_await sh.conn.async_set_autostart(*d, on);
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format(on ? "Failed to mark domain '%s' as autostarted" : "Failed to unmark domain '%s' as autostarted",
+                             n.c_str()),
+                      e);
+  }
+  sh.extra(format(on ? "Domain '%s' marked as autostarted\n" : "Domain '%s' unmarked as autostarted\n", n.c_str()));
+  co_return true;
+}
+
+awaitable<bool> cmd_domuuid(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  sh.print(d->uuid + "\n");
+  co_return true;
+}
+
+awaitable<bool> cmd_domid(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  sh.print(d->id >= 0 ? std::to_string(d->id) + "\n" : "-\n");
+  co_return true;
+}
+
+awaitable<bool> cmd_domname(shell& sh, const args& a) {
+  auto d = co_await sh.domain(a);
+  if (!d) co_return false;
+  sh.print(d->name + "\n");
+  co_return true;
+}
+
+}  // namespace
+
+const std::vector<command>& domain_commands() {
+  using enum opt_type;
+  using namespace common_opts;
+  static const std::vector<command> table = {
+      {"dumpxml",
+       {dom,
+        {"inactive", boolean, false, "show inactive defined XML"},
+        {"security-info", boolean, false, "include security sensitive information in XML dump"},
+        {"update-cpu", boolean, false, "update guest CPU according to host CPU"},
+        {"migratable", boolean, false, "provide XML suitable for migrations"}},
+       cmd_dumpxml, "domain information in XML", "Output the domain information as an XML dump to stdout."},
+      {"define", {{"file", data, true, "file containing an XML domain description"}}, cmd_define,
+       "define (but don't start) a domain from an XML file", "Define a domain."},
+      {"undefine", {dom}, cmd_undefine, "undefine a domain", "Undefine an inactive domain, or convert persistent to transient."},
+      {"create",
+       {{"file", data, true, "file containing an XML domain description"},
+        {"paused", boolean, false, "leave the guest paused after creation"}},
+       cmd_create, "create a domain from an XML file", "Create a domain."},
+      {"start", {dom}, cmd_start, "start a (previously defined) inactive domain", "Start a (previously defined) inactive domain."},
+      {"destroy", {dom}, cmd_destroy, "destroy (stop) a domain", "Forcefully stop a given domain, but leave its resources intact."},
+      {"shutdown", {dom}, cmd_shutdown, "gracefully shutdown a domain", "Run shutdown in the target domain."},
+      {"reboot", {dom}, cmd_reboot, "reboot a domain", "Run a reboot command in the target domain."},
+      {"suspend", {dom}, cmd_suspend, "suspend a domain", "Suspend a running domain."},
+      {"resume", {dom}, cmd_resume, "resume a domain", "Resume a previously suspended domain."},
+      {"attach-device",
+       {dom, {"file", data, true, "XML file"}, {"persistent", boolean, false, "make live change persistent"}, config,
+        live, current},
+       cmd_attach_device, "attach device from an XML file", "Attach device from an XML <file>."},
+      {"detach-device",
+       {dom, {"file", data, true, "XML file"}, {"persistent", boolean, false, "make live change persistent"}, config,
+        live, current},
+       cmd_detach_device, "detach device from an XML file", "Detach device from an XML <file>"},
+      {"qemu-monitor-command",
+       {dom, {"cmd", data, true, "command"}, {"pretty", boolean, false, "pretty-print any qemu monitor protocol output"}},
+       cmd_qemu_monitor_command, "QEMU Monitor Command", "QEMU Monitor Command"},
+      {"setmem", {dom, {"size", number, true, "new memory size, as scaled integer (default KiB)"}, config, live, current},
+       cmd_setmem, "change memory allocation", "Change the current memory allocation in the guest domain."},
+      {"setmaxmem",
+       {dom, {"size", number, true, "new maximum memory size, as scaled integer (default KiB)"}, config, live, current},
+       cmd_setmaxmem, "change maximum memory limit", "Change the maximum memory allocation limit in the guest domain."},
+      {"setvcpus",
+       {dom, {"count", number, true, "number of virtual CPUs"},
+        {"maximum", boolean, false, "set maximum limit on next boot"}, config, live, current},
+       cmd_setvcpus, "change number of virtual CPUs", "Change the number of virtual CPUs in the guest domain."},
+      {"autostart", {dom, {"disable", boolean, false, "disable autostarting"}}, cmd_autostart, "autostart a domain",
+       "Configure a domain to be automatically started at boot."},
+      {"domuuid", {{"domain", data, true, "domain id or name"}}, cmd_domuuid, "convert a domain name or id to domain UUID",
+       "Convert a domain name or id to domain UUID."},
+      {"domid", {{"domain", data, true, "domain name or uuid"}}, cmd_domid, "convert a domain name or UUID to domain id",
+       "Convert a domain name to domain id."},
+      {"domname", {{"domain", data, true, "domain id or uuid"}}, cmd_domname, "convert a domain id or UUID to domain name",
+       "Convert a domain id or UUID to domain name."},
+      {"domxml-to-native",
+       {{"format", data, true, "target config data type format (qemu-argv)"},
+        {"xml", data, true, "xml data file to export from"}},
+       cmd_domxml_to_native, "Convert domain XML to native config",
+       "Convert domain XML config to a native guest configuration format."},
+  };
+  return table;
+}
+
+}  // namespace covirt_sh

@@ -1,0 +1,248 @@
+// covirt-sh's shared parts: the command table's types, the option parser, virsh's output
+// rules and the shell (the connection and its lookups). Each command group (virsh's "help
+// keyword") is one file beside this one with its own table; shell.cpp joins them for help.
+#pragma once
+
+#include <covirt/config.hpp>
+#include <covirt/connection.hpp>
+#include <covirt/domain/xml.hpp>
+#include <covirt/qemu/argv.hpp>
+#include <covirt/error.hpp>
+#include <covirt/events.hpp>
+#include <covirt/types.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <unistd.h>
+
+namespace covirt_sh {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+
+/// "0.1.0" from covirt's version number, as virsh prints libvirt's.
+inline std::string version_text(std::uint64_t v) {
+  return std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." + std::to_string(v % 1000);
+}
+inline const std::string covirt_version = version_text(covirt::lib_version());
+
+std::string format(const char* fmt, auto... args) {
+  int n = std::snprintf(nullptr, 0, fmt, args...);
+  std::string s(static_cast<std::size_t>(n), '\0');
+  std::snprintf(s.data(), s.size() + 1, fmt, args...);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command options and the parser shared by every command (virsh's vshCommandParse rules).
+
+enum class opt_type { boolean, data, string, number };
+
+struct opt_spec {
+  std::string_view name;
+  opt_type type = opt_type::boolean;
+  bool required = false;
+  std::string_view help;
+  bool named_only = false;  // non-boolean options are positional too, in order, unless this is set
+};
+
+/// The options one command was given.
+class args {
+public:
+  bool has(std::string_view n) const { return values_.contains(std::string(n)); }
+  std::optional<std::string> get(std::string_view n) const {
+    auto it = values_.find(std::string(n));
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+  const std::string& at(std::string_view n) const { return values_.at(std::string(n)); }
+  void set(std::string_view n, std::string v) { values_[std::string(n)] = std::move(v); }
+
+private:
+  std::map<std::string, std::string, std::less<>> values_;
+};
+
+class shell;
+using handler = awaitable<bool> (*)(shell&, const args&);
+
+struct command {
+  std::string_view name;
+  std::vector<opt_spec> opts;
+  handler run;
+  std::string_view summary;
+  std::string_view description;
+};
+
+/// One of virsh's command groups, as `help` lists them.
+struct command_group {
+  std::string_view title;    // "Domain Management"
+  std::string_view keyword;  // "domain", for `help domain`
+  std::vector<command> commands;
+};
+
+/// The options several commands share.
+namespace common_opts {
+inline constexpr opt_spec dom{"domain", opt_type::data, true, "domain name, id or uuid"};
+inline constexpr opt_spec net{"network", opt_type::data, true, "network name or uuid"};
+inline constexpr opt_spec config{"config", opt_type::boolean, false, "affect next boot"};
+inline constexpr opt_spec live{"live", opt_type::boolean, false, "affect running domain"};
+inline constexpr opt_spec current{"current", opt_type::boolean, false, "affect current domain"};
+}  // namespace common_opts
+
+// Each group's table, in its own file.
+const std::vector<command>& domain_commands();   // domain.cpp
+const std::vector<command>& jobs_commands();     // jobs.cpp (also "Domain Management")
+const std::vector<command>& monitor_commands();  // monitor.cpp
+const std::vector<command>& events_commands();   // monitor.cpp
+const std::vector<command>& host_commands();     // host.cpp
+const std::vector<command>& network_commands();  // network.cpp
+const std::vector<command>& shell_commands();    // shell.cpp
+
+/// virsh's groups in virsh's order, each sorted by name.
+const std::vector<command_group>& command_groups();
+const command* find_command(std::string_view name);
+/// One group as virsh's help lists it: " Title (help keyword 'kw')" + colon, then its commands.
+std::string group_text(const command_group& g, std::string_view colon);
+
+struct parsed_command {
+  const command* cmd;
+  args a;
+};
+
+/// Parses one command's tokens; errors are appended to `errors` (virsh's words, no "error: ").
+std::optional<parsed_command> parse_command(const std::vector<std::string>& tokens, std::vector<std::string>& errors);
+/// Splits one script string into commands and their tokens (quotes, backslashes, ';', '#').
+std::vector<std::vector<std::string>> tokenize(std::string_view s);
+
+/// virsh's table layout (vshTable).
+std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                         bool with_header);
+
+// Values as virsh reads them.
+std::optional<long long> parse_int(std::string_view s);
+/// virUUIDParse: 32 hex digits, hyphens allowed between them; the canonical form back.
+std::optional<std::string> parse_uuid(std::string_view s);
+/// virsh's scaled integers for a size in KiB: the KiB value, or the error lines.
+std::variant<std::uint64_t, std::vector<std::string>> parse_size_kib(std::string_view text, std::string_view opt);
+inline std::string_view yes_no(bool b) { return b ? "yes" : "no"; }
+/// A FILE argument's contents; throws std::runtime_error naming the file.
+std::string read_file(const std::string& path);
+
+/// virsh event's line for one lifecycle event.
+std::string event_line(const covirt::domain_event& ev, bool timestamp);
+
+/// A background event listener (event --background).
+struct listener {
+  covirt::event_stream stream;
+  bool timestamp = false;
+  bool waiting = false;
+  bool finished = false;
+  int count = 0;
+};
+
+/// The shell: the connection, the output rules, lookups.
+class shell {
+public:
+  covirt::connection conn;
+  bool quiet = false;
+
+  /// vshPrint: always.
+  void print(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+  /// vshPrintExtra: not with -q.
+  void extra(std::string_view s) {
+    if (!quiet) print(s);
+  }
+  /// vshError: "error: ..." on stderr.
+  void error(std::string_view s) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %.*s\n", static_cast<int>(s.size()), s.data());
+  }
+  /// The two lines of a failed call: what we were doing, then the library's error.
+  bool fail(std::string_view what, const covirt::error& e) {
+    if (!what.empty()) error(what);
+    error(e.what());
+    return false;
+  }
+
+  /// A domain by id, UUID or name, in virsh's order; prints virsh's error when none matches.
+  awaitable<std::optional<covirt::domain_ref>> domain(const args& a, std::string_view opt = "domain");
+  /// A network by UUID or name, as virsh; prints both error lines when none matches.
+  awaitable<std::optional<covirt::network_ref>> network(const args& a, std::string_view opt = "network");
+
+  /// Lets background listeners print what the last command caused before the next one runs.
+  awaitable<void> settle();
+  void start_listener(covirt::event_stream s, bool timestamp);
+  /// Ends the background listeners (end of the script) after they printed what is queued.
+  awaitable<void> stop_listeners();
+
+private:
+  static awaitable<void> run_listener(shell* sh, std::shared_ptr<listener> l);
+
+  std::vector<std::shared_ptr<listener>> listeners_;
+};
+
+/// The commands that act on one domain or network and say so in one line: destroy, net-start, ...
+/// `find` looks the object up from the option `opt`; `done` and `failed` get the name as given.
+template <class Find, class Op>
+awaitable<bool> simple_op(shell& sh, const args& a, const char* opt, Find find, Op op, const char* done,
+                          const char* failed) {
+  auto obj = co_await find(sh, a);
+  if (!obj) co_return false;
+  const std::string& given = a.at(opt);
+  try {
+    co_await op(sh.conn, *obj);
+    sh.extra(format(done, given.c_str()));
+  } catch (const covirt::error& e) {
+    co_return sh.fail(format(failed, given.c_str()), e);
+  }
+  co_return true;
+}
+
+template <class Op>
+awaitable<bool> simple_domain_op(shell& sh, const args& a, Op op, const char* done, const char* failed) {
+  return simple_op(sh, a, "domain", [](shell& sh, const args& a) { return sh.domain(a); }, op, done, failed);
+}
+
+// The one-domain and one-network operations on what the lookup found: a domain by its ref (so
+// by UUID: the domain the lookup saw, not another defined since under its name), a network by name.
+inline const covirt::domain_ref& op_key(const covirt::domain_ref& d) { return d; }
+inline const std::string& op_key(const covirt::network_ref& n) { return n.name; }
+#define COVIRT_SH_NAME_OP(api) [](covirt::connection& c, const auto& obj) { return c.api(op_key(obj)); }
+
+template <class Op>
+awaitable<bool> simple_network_op(shell& sh, const args& a, Op op, const char* done, const char* failed) {
+  return simple_op(sh, a, "network", [](shell& sh, const args& a) { return sh.network(a); }, op, done, failed);
+}
+
+}  // namespace covirt_sh
