@@ -1,9 +1,10 @@
 // covirt: network XML <-> network_config.
 #include <covirt/domain/xml.hpp>
 
-#include "detail/xml_util.hpp"
+#include "detail/xml_fields.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 namespace covirt {
 
@@ -11,20 +12,35 @@ namespace x = detail::xml;
 
 namespace {
 
+using range_t = network_ip::range_t;
+using nc = network_config;
+
+constexpr x::field<network_ip> ip_fields[] = {{"family", &network_ip::family},
+                                              {"address", &network_ip::address},
+                                              {"netmask", &network_ip::netmask},
+                                              {"prefix", &network_ip::prefix},
+                                              {"localPtr", &network_ip::localptr}};
+constexpr x::field<range_t> range_fields[] = {{"start", &range_t::start, x::always}, {"end", &range_t::end, x::always}};
+constexpr x::field<network_dhcp_host> host_fields[] = {{"mac", &network_dhcp_host::mac},
+                                                       {"id", &network_dhcp_host::id},
+                                                       {"name", &network_dhcp_host::name},
+                                                       {"ip", &network_dhcp_host::ip}};
+constexpr x::field<nc> forward_fields[] = {{"dev", &nc::forward_dev}, {"mode", &nc::forward_mode, x::always}};
+constexpr x::field<nc> bridge_fields[] = {{"name", &nc::bridge_name}, {"stp", &nc::bridge_stp}, {"delay", &nc::bridge_delay}};
+constexpr x::field<nc> mtu_fields[] = {{"size", &nc::mtu}};
+constexpr x::field<nc> domain_fields[] = {{"name", &nc::domain_name, x::always}, {"localOnly", &nc::domain_local}};
+
+void lower(std::string& s) {
+  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+}
+
 result<network_ip> parse_ip(pugi::xml_node n, diagnostics& diag) {
   network_ip ip;
-  ip.address = x::attr(n, "address");
-  ip.netmask = x::attr(n, "netmask");
-  ip.family = x::attr(n, "family");
-  ip.localptr = x::attr(n, "localPtr");
-  auto p = x::opt_uint(n, "prefix", diag);
-  if (!p) return p.error();
-  ip.prefix = *p;
+  if (auto ok = x::read_fields(n, ip, ip_fields, ip.extra_attrs, diag); !ok) return ok.error();
   if (ip.family == "ipv6" && ip.prefix && *ip.prefix > 128)
     return fail(diag, errc::xml_detail, "network ip prefix " + std::to_string(*ip.prefix) + " is out of range");
   if (ip.family != "ipv6" && ip.prefix && *ip.prefix > 32)
     return fail(diag, errc::xml_detail, "network ip prefix " + std::to_string(*ip.prefix) + " is out of range");
-  ip.extra_attrs = x::extra_attrs(n, {"address", "netmask", "family", "localPtr", "prefix"});
   x::reader ir(n);
   if (auto d = n.child("dhcp"); d && !d.first_attribute()) {
     ir.take_any("dhcp");
@@ -33,20 +49,14 @@ result<network_ip> parse_ip(pugi::xml_node n, diagnostics& diag) {
       if (c.type() != pugi::node_element) continue;
       std::string_view nm = c.name();
       if (nm == "range") {
-        network_ip::range_t r;
-        r.start = x::attr(c, "start");
-        r.end = x::attr(c, "end");
-        r.extra_attrs = x::extra_attrs(c, {"start", "end"});
+        range_t r;
+        if (auto ok = x::read_fields(c, r, range_fields, r.extra_attrs, diag); !ok) return ok.error();
         r.children = x::extra_children(c, {});
         ip.dhcp_ranges.push_back(std::move(r));
       } else if (nm == "host" && x::reader::plain_leaf(c)) {
         network_dhcp_host h;
-        h.mac = x::attr(c, "mac");
-        for (auto& ch : h.mac) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        h.id = x::attr(c, "id");
-        h.name = x::attr(c, "name");
-        h.ip = x::attr(c, "ip");
-        h.extra_attrs = x::extra_attrs(c, {"mac", "id", "name", "ip"});
+        if (auto ok = x::read_fields(c, h, host_fields, h.extra_attrs, diag); !ok) return ok.error();
+        lower(h.mac);
         ip.dhcp_hosts.push_back(std::move(h));
       } else {
         ip.dhcp_extra.push_back(x::to_element(c));
@@ -87,10 +97,8 @@ result<network_config> parse_network_xml(std::string_view xml, diagnostics& diag
     n.uuid = *ur;
   }
   if (auto f = r.take_any("forward")) {
-    n.forward_mode = x::attr(f, "mode");
+    if (auto ok = x::read_fields(f, n, forward_fields, n.forward_extra_attrs, diag); !ok) return ok.error();
     if (n.forward_mode.empty()) n.forward_mode = "nat";  // libvirt: <forward/> means nat
-    n.forward_dev = x::attr(f, "dev");
-    n.forward_extra_attrs = x::extra_attrs(f, {"mode", "dev"});
     for (auto c : f.children()) {
       if (c.type() != pugi::node_element) continue;
       if (std::string_view(c.name()) == "nat" && !n.nat_ports) {
@@ -122,23 +130,19 @@ result<network_config> parse_network_xml(std::string_view xml, diagnostics& diag
   }
   if (auto b = r.take_leaf("bridge")) {
     n.has_bridge = true;
-    n.bridge_name = x::attr(b, "name");
-    n.bridge_stp = x::attr(b, "stp");
-    n.bridge_delay = x::attr(b, "delay");
-    n.bridge_extra_attrs = x::extra_attrs(b, {"name", "stp", "delay"});
+    if (auto ok = x::read_fields(b, n, bridge_fields, n.bridge_extra_attrs, diag); !ok) return ok.error();
   }
   if (auto m = r.take("mtu", {"size"})) {
-    auto mr = x::opt_uint(m, "size", diag);
-    if (!mr) return mr.error();
-    n.mtu = *mr;
+    xml_attributes none;
+    if (auto ok = x::read_fields(m, n, mtu_fields, none, diag); !ok) return ok.error();
   }
   if (auto m = r.take("mac", {"address"})) {
     n.mac = x::attr(m, "address");
-    for (auto& ch : n.mac) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    lower(n.mac);
   }
   if (auto d = r.take("domain", {"name", "localOnly"}); d && d.attribute("name")) {
-    n.domain_name = x::attr(d, "name");
-    n.domain_local = x::attr(d, "localOnly");
+    xml_attributes none;
+    if (auto ok = x::read_fields(d, n, domain_fields, none, diag); !ok) return ok.error();
   } else if (d) {
     n.extra.push_back(x::to_element(d));
   }
@@ -164,11 +168,7 @@ std::string format_network_xml(const network_config& n) {
       if (!n.uuid.empty()) w.text_elem(1, "uuid", n.uuid);
     } else if (st == "forward") {
       if (!n.forward_mode.empty()) {
-        w.open(1, "forward");
-        w.attr_if("dev", n.forward_dev);
-        w.attr("mode", n.forward_mode);
-        w.attrs(n.forward_extra_attrs);
-        auto mark = w.begin_body();
+        auto mark = x::open_element<forward_fields>(w, 1, "forward", n, n.forward_extra_attrs);
         bool nat_written = false;
         if (n.nat_ports) {
           // merge with a kept <nat> element (addresses) if any
@@ -196,71 +196,31 @@ std::string format_network_xml(const network_config& n) {
         w.finish(mark, 1, "forward");
       }
     } else if (st == "bridge") {
-      if (n.has_bridge) {
-        w.open(1, "bridge");
-        w.attr_if("name", n.bridge_name);
-        w.attr_if("stp", n.bridge_stp);
-        w.attr_if("delay", n.bridge_delay);
-        w.attrs(n.bridge_extra_attrs);
-        w.self_close();
-      }
+      if (n.has_bridge) x::write_leaf<bridge_fields>(w, 1, "bridge", n, n.bridge_extra_attrs);
     } else if (st == "mtu") {
-      if (n.mtu) {
-        w.open(1, "mtu");
-        w.attr_num("size", *n.mtu);
-        w.self_close();
-      }
+      if (n.mtu) x::write_leaf<mtu_fields>(w, 1, "mtu", n, {});
     } else if (st == "mac") {
-      if (!n.mac.empty()) {
-        w.open(1, "mac");
-        w.attr("address", n.mac);
-        w.self_close();
-      }
+      x::write_attr_leaf(w, 1, "mac", "address", n.mac);
     } else if (st == "domain") {
-      if (!n.domain_name.empty()) {
-        w.open(1, "domain");
-        w.attr("name", n.domain_name);
-        w.attr_if("localOnly", n.domain_local);
-        w.self_close();
-      }
+      if (!n.domain_name.empty()) x::write_leaf<domain_fields>(w, 1, "domain", n, {});
     } else if (st == "dns") {
       if (n.dns) w.element(1, *n.dns);
     } else if (st == "ip") {
       for (auto& ip : n.ips) {
         w.open(1, "ip");
-        w.attr_if("family", ip.family);
-        w.attr_if("address", ip.address);
-        w.attr_if("netmask", ip.netmask);
-        w.attr_opt("prefix", ip.prefix);
-        w.attr_if("localPtr", ip.localptr);
+        x::write_fields<ip_fields>(w, ip);
         w.attrs(ip.extra_attrs);
         w.put(">\n");  // libvirt never self-closes <ip>
-        if (!ip.tftp_root.empty()) {
-          w.open(2, "tftp");
-          w.attr("root", ip.tftp_root);
-          w.self_close();
-        }
+        x::write_attr_leaf(w, 2, "tftp", "root", ip.tftp_root);
         if (ip.has_dhcp) {
           w.open(2, "dhcp");
           auto m2 = w.begin_body();
           for (auto& r : ip.dhcp_ranges) {
-            w.open(3, "range");
-            w.attr("start", r.start);
-            w.attr("end", r.end);
-            w.attrs(r.extra_attrs);
-            auto m3 = w.begin_body();
+            auto m3 = x::open_element<range_fields>(w, 3, "range", r, r.extra_attrs);
             w.elements(4, r.children);
             w.finish(m3, 3, "range");
           }
-          for (auto& h : ip.dhcp_hosts) {
-            w.open(3, "host");
-            w.attr_if("mac", h.mac);
-            w.attr_if("id", h.id);
-            w.attr_if("name", h.name);
-            w.attr_if("ip", h.ip);
-            w.attrs(h.extra_attrs);
-            w.self_close();
-          }
+          for (auto& h : ip.dhcp_hosts) x::write_leaf<host_fields>(w, 3, "host", h, h.extra_attrs);
           w.elements(3, ip.dhcp_extra);
           w.finish(m2, 2, "dhcp");
         }

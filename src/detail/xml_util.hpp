@@ -235,30 +235,6 @@ inline xml_attributes extra_attrs(pugi::xml_node n, std::initializer_list<std::s
   return out;
 }
 
-/// One named attribute for read_attrs: its value goes to *out (nullptr: known, read elsewhere).
-struct attr_slot {
-  std::string_view name;
-  std::string* out;
-};
-
-/// One pass over n's attributes: each attribute named in `slots` is stored in its string
-/// (strings of absent attributes are left as they are); the others are appended to `extra`
-/// in document order. Equivalent to `s = attr(n, name)` for each present slot plus
-/// `extra = extra_attrs(n, names)` (repeated attributes are refused by load()).
-inline void read_attrs(pugi::xml_node n, std::initializer_list<attr_slot> slots, xml_attributes& extra) {
-  for (pugi::xml_attribute a = n.first_attribute(); present(a); a = a.next_attribute()) {
-    const char* nm = a.name();
-    const attr_slot* hit = nullptr;
-    for (auto& s : slots)
-      if (cstr_eq(nm, s.name)) {
-        hit = &s;
-        break;
-      }
-    if (!hit) extra.emplace_back(nm, a.value());
-    else if (hit->out) hit->out->assign(a.value());
-  }
-}
-
 inline xml_element to_element(pugi::xml_node n) {
   xml_element e;
   e.name = n.name();
