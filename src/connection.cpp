@@ -103,16 +103,16 @@ op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_onl
     co_await asio::this_coro::throw_if_cancelled(throw_before);
     co_return r;
   };
-  auto xml = co_await src.migrate_begin({dom, opt.flags}, diag);
+  auto xml = co_await detail::finish(src.migrate_begin({dom, opt.flags}, diag));
   if (!xml && xml.error() == errc::no_support) diag.assign("virDomainMigrate3");  // virsh names the public call
   if (!xml) co_return co_await done(result<domain_ref>(failure(xml.error())));
-  auto uri = co_await dst->migrate_prepare({std::move(*xml), opt.uri, opt.flags}, diag);
+  auto uri = co_await detail::finish(dst->migrate_prepare({std::move(*xml), opt.uri, opt.flags}, diag));
   if (!uri) co_return co_await done(result<domain_ref>(failure(uri.error())));
-  auto performed = co_await src.migrate_perform({dom, *uri, opt}, diag);
+  auto performed = co_await detail::finish(src.migrate_perform({dom, *uri, opt}, diag));
   diagnostics fdiag;
-  auto finished = co_await dst->migrate_finish({dom.name, opt.flags, performed.has_value()}, fdiag);
+  auto finished = co_await detail::finish(dst->migrate_finish({dom.name, opt.flags, performed.has_value()}, fdiag));
   diagnostics cdiag;
-  auto confirmed = co_await src.migrate_confirm({dom, opt.flags, performed && finished}, cdiag);
+  auto confirmed = co_await detail::finish(src.migrate_confirm({dom, opt.flags, performed && finished}, cdiag));
   if (!performed) co_return co_await done(result<domain_ref>(failure(performed.error())));
   if (!finished) {
     diag = fdiag;

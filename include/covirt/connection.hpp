@@ -62,19 +62,27 @@ public:
   event_stream subscribe(std::string domain = {}) { return impl_->subscribe(std::move(domain)); }
 
 // async_NAME(params..., token) and async_NAME(params..., diag, token) for each row of the table.
+// With use_awaitable the argument tuple is made in the call of the coroutine, so it goes
+// straight into the coroutine's parameter (a domain_key or a string moved once less).
 #define COVIRT_P(...) __VA_ARGS__ __VA_OPT__(, )
+#define COVIRT_RUN(NAME, DIAG, ARGS)                                                                      \
+  if constexpr (detail::is_use_awaitable<Token>)                                                         \
+    return throwing<ops::NAME>(impl_.get(), is_read_only(), DIAG, detail::take<ops::NAME::args> ARGS);   \
+  else                                                                                                   \
+    return run<ops::NAME>(std::forward<Token>(token), DIAG, detail::take<ops::NAME::args> ARGS)
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                                                 \
   template <class Token = asio::use_awaitable_t<>>                                                       \
     requires(!detail::is_diag<Token>)                                                                    \
   auto async_##NAME(COVIRT_P PARAMS Token&& token = {}) {                                                \
-    return run<ops::NAME>(std::forward<Token>(token), nullptr, detail::take<ops::NAME::args> ARGS);      \
+    COVIRT_RUN(NAME, nullptr, ARGS);                                                                     \
   }                                                                                                      \
   template <class Token = asio::use_awaitable_t<>>                                                       \
   auto async_##NAME(COVIRT_P PARAMS diagnostics& diag, Token&& token = {}) {                             \
-    return run<ops::NAME>(std::forward<Token>(token), &diag, detail::take<ops::NAME::args> ARGS);        \
+    COVIRT_RUN(NAME, &diag, ARGS);                                                                       \
   }
   COVIRT_OPERATIONS(COVIRT_X)
 #undef COVIRT_X
+#undef COVIRT_RUN
 #undef COVIRT_P
 
   /// Live migration to the hypervisor behind `dest` (virDomainMigrate3, the table's migration
@@ -104,18 +112,19 @@ private:
   };
 
   template <class Op>
-  static op<typename Op::result_type> call(detail::erased_driver& impl, const typename Op::args& a,
-                                           diagnostics& d) {
+  static detail::step<typename Op::result_type> call(detail::erased_driver& impl, const typename Op::args& a,
+                                                     diagnostics& d) {
     if constexpr (std::is_same_v<Op, migrate_op>) {
       connection* dst = std::get<1>(a);
-      return detail::migrate(impl, dst->impl_.get(), dst->is_read_only(), std::get<0>(a), std::get<2>(a), d);
+      return {std::nullopt,
+              detail::migrate(impl, dst->impl_.get(), dst->is_read_only(), std::get<0>(a), std::get<2>(a), d)};
     } else {
       return dispatch_erased(impl, Op{}, a, d);
     }
   }
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                                                 \
-  static op<RET> dispatch_erased(detail::erased_driver& impl, ops::NAME, const ops::NAME::args& a,        \
-                                 diagnostics& d) {                                                       \
+  static detail::step<RET> dispatch_erased(detail::erased_driver& impl, ops::NAME, const ops::NAME::args& a, \
+                                           diagnostics& d) {                                             \
     return impl.NAME(a, d);                                                                              \
   }
   COVIRT_OPERATIONS(COVIRT_X)
@@ -155,7 +164,9 @@ private:
     diagnostics local;
     diagnostics& d = diag ? *diag : local;
     if (auto ec = refusal<Op>(impl, ro, d)) co_return failure(ec);
-    co_return co_await call<Op>(*impl, a, d);
+    auto s = call<Op>(*impl, a, d);
+    if (s.now) co_return std::move(*s.now);
+    co_return co_await std::move(s.later);
   }
 
   template <class Op>
@@ -164,9 +175,10 @@ private:
     diagnostics local;
     diagnostics& d = diag ? *diag : local;
     if (auto ec = refusal<Op>(impl, ro, d)) throw_error(ec, d);
-    auto r = co_await call<Op>(*impl, a, d);
-    if (!r) throw_error(r.error(), d);
-    if constexpr (!std::is_void_v<typename Op::result_type>) co_return std::move(*r);
+    auto s = call<Op>(*impl, a, d);
+    if (!s.now) s.now.emplace(co_await std::move(s.later));
+    if (!*s.now) throw_error(s.now->error(), d);
+    if constexpr (!std::is_void_v<typename Op::result_type>) co_return std::move(**s.now);
   }
 
   std::unique_ptr<detail::erased_driver> impl_;

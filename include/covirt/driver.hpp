@@ -42,6 +42,17 @@ concept has_op = requires(D& d, diagnostics& g, const typename Op::args& a) {
       -> std::same_as<op<typename Op::result_type>>;
 };
 
+template <class D, class Op, std::size_t... I>
+auto invoke_now(D& d, diagnostics& g, const typename Op::args& a, std::index_sequence<I...>)
+    -> decltype(Op::invoke_now(d, g, std::get<I>(a)...));
+
+/// Whether D answers operation Op without waiting: `result<T> NAME_now(params..., diag)`.
+template <class D, class Op>
+concept has_now = requires(D& d, diagnostics& g, const typename Op::args& a) {
+  { invoke_now<D, Op>(d, g, a, std::make_index_sequence<std::tuple_size_v<typename Op::args>>{}) }
+      -> std::same_as<result<typename Op::result_type>>;
+};
+
 /// Whether D has every operation of capability `c`.
 template <class D>
 consteval bool provides(capability c) {
@@ -54,6 +65,24 @@ consteval bool provides(capability c) {
   return all;
 }
 }  // namespace detail
+
+/// A base for a driver whose operations never wait (all in memory, as libvirt's test driver):
+/// it defines each operation as `result<T> NAME_now(params..., diagnostics&)` (declared with
+/// COVIRT_DRIVER_IMMEDIATE_OPERATIONS) and inherits from here the coroutine `NAME` the
+/// concepts ask for. Through a connection such an operation runs inside the connection's own
+/// coroutine (driver_model calls NAME_now): the erased layer adds no frame to the driver's.
+template <class D>
+class immediate_operations {
+public:
+#define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                                      \
+  template <class... A>                                                                      \
+    requires requires(D& d, A&&... a) { d.NAME##_now(std::forward<A>(a)...); }               \
+  op<RET> NAME(A&&... a) {                                                                   \
+    co_return static_cast<D*>(this)->NAME##_now(std::forward<A>(a)...);                      \
+  }
+  COVIRT_OPERATIONS(COVIRT_X)
+#undef COVIRT_X
+};
 
 /// The core every driver has (the table's `core` rows: node facts, domain listing and lookup,
 /// the lifecycle, XML), plus its executor, its type name and its events.

@@ -166,6 +166,7 @@ struct driver_fn_of;
 template <class R, class... P>
 struct driver_fn_of<R, void(P...)> {
   using type = asio::awaitable<result<R>>(typename driver_param<std::decay_t<P>>::type..., diagnostics&);
+  using now = result<R>(typename driver_param<std::decay_t<P>>::type..., diagnostics&);
 };
 
 /// Moves the connection's parameters into the operation's argument tuple (one move each).
@@ -186,8 +187,13 @@ namespace ops {
     using result_type = RET;                                                                                         \
     using args = typename detail::args_of<void PARAMS>::type;                                                        \
     using driver_fn = typename detail::driver_fn_of<RET, void PARAMS>::type;                                         \
+    using now_fn = typename detail::driver_fn_of<RET, void PARAMS>::now;                                             \
     template <class D, class... A>                                                                                   \
     static auto invoke(D& d, diagnostics& g, const A&... a) -> decltype(d.NAME(a..., g)) { return d.NAME(a..., g); } \
+    template <class D, class... A>                                                                                   \
+    static auto invoke_now(D& d, diagnostics& g, const A&... a) -> decltype(d.NAME##_now(a..., g)) {                 \
+      return d.NAME##_now(a..., g);                                                                                  \
+    }                                                                                                                \
   };
 COVIRT_OPERATIONS(COVIRT_X)
 COVIRT_OPS_migrate(COVIRT_X)
@@ -200,3 +206,7 @@ COVIRT_OPS_migrate(COVIRT_X)
 /// signatures the concepts expect (`COVIRT_DRIVER_OPERATIONS(core)`); the driver defines them.
 #define COVIRT_DECLARE_OP(CAP, NAME, API, MUT, RET, PARAMS, ARGS) ::covirt::ops::NAME::driver_fn NAME;
 #define COVIRT_DRIVER_OPERATIONS(CAP) COVIRT_OPS_##CAP(COVIRT_DECLARE_OP)
+/// The same for a driver of immediate operations (covirt::immediate_operations): declares
+/// `result<T> NAME_now(params..., diagnostics&)` for every row of CAP.
+#define COVIRT_DECLARE_NOW(CAP, NAME, API, MUT, RET, PARAMS, ARGS) ::covirt::ops::NAME::now_fn NAME##_now;
+#define COVIRT_DRIVER_IMMEDIATE_OPERATIONS(CAP) COVIRT_OPS_##CAP(COVIRT_DECLARE_NOW)

@@ -241,78 +241,78 @@ result<void> driver::load_file(const std::string& path, diagnostics& diag) {
   return {};
 }
 
-op<void> driver::close(diagnostics&) {
+result<void> driver::close_now(diagnostics&) {
   s_->events.close_all();
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<std::string> driver::get_hostname(diagnostics& diag) {
+result<std::string> driver::get_hostname_now(diagnostics& diag) {
   char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) co_return fail(diag, errc::system_error, "gethostname failed");
-  co_return std::string(buf);
+  if (::gethostname(buf, sizeof buf - 1) != 0) return fail(diag, errc::system_error, "gethostname failed");
+  return std::string(buf);
 }
 
-op<std::uint64_t> driver::get_version(diagnostics&) { co_return std::uint64_t{2}; }  // "TEST 0.0.2"
+result<std::uint64_t> driver::get_version_now(diagnostics&) { return std::uint64_t{2}; }  // "TEST 0.0.2"
 
-op<std::string> driver::get_capabilities(diagnostics&) {
+result<std::string> driver::get_capabilities_now(diagnostics&) {
   if (s_->caps_xml.empty()) s_->caps_xml = format_capabilities_xml(test_driver_default_capabilities());
-  co_return s_->caps_xml;
+  return s_->caps_xml;
 }
 
-op<node_info> driver::node_get_info(diagnostics&) { co_return s_->node; }
+result<node_info> driver::node_get_info_now(diagnostics&) { return s_->node; }
 
-op<int> driver::get_max_vcpus(std::string_view, diagnostics&) { co_return max_vcpus; }
+result<int> driver::get_max_vcpus_now(std::string_view, diagnostics&) { return max_vcpus; }
 
-op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) { co_return s_->doms.list(flags); }
+result<std::vector<domain_ref>> driver::list_domains_now(unsigned flags, diagnostics&) { return s_->doms.list(flags); }
 
-op<domain_ref> driver::lookup_by_name(std::string_view name, diagnostics& diag) {
-  co_return s_->doms.lookup_by_name(name, diag);
+result<domain_ref> driver::lookup_by_name_now(std::string_view name, diagnostics& diag) {
+  return s_->doms.lookup_by_name(name, diag);
 }
 
-op<domain_ref> driver::lookup_by_uuid(std::string_view text, diagnostics& diag) {
-  co_return s_->doms.lookup_by_uuid(text, diag);
+result<domain_ref> driver::lookup_by_uuid_now(std::string_view text, diagnostics& diag) {
+  return s_->doms.lookup_by_uuid(text, diag);
 }
 
-op<domain_ref> driver::lookup_by_id(int id, diagnostics& diag) { co_return s_->doms.lookup_by_id(id, diag); }
+result<domain_ref> driver::lookup_by_id_now(int id, diagnostics& diag) { return s_->doms.lookup_by_id(id, diag); }
 
-op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
+result<domain_ref> driver::define_xml_now(std::string_view xml, diagnostics& diag) {
   auto def = parse_domain_xml(xml, diag);
-  if (!def) co_return def.error();
-  if (auto r = normalize_domain_for_test_driver(*def, diag); !r) co_return r.error();
+  if (!def) return def.error();
+  if (auto r = normalize_domain_for_test_driver(*def, diag); !r) return r.error();
   auto at = s_->admit(*def, false, diag);
-  if (!at) co_return at.error();
+  if (!at) return at.error();
   if (dom* d = *at) {
     s_->doms.redefine(*d, std::move(*def));
-    co_return d->ref();
+    return d->ref();
   }
   auto d = s_->doms.add(std::move(*def), true);
   s_->emit(*d, event_type::defined, event_detail::defined_added);
-  co_return d->ref();
+  return d->ref();
 }
 
-op<void> driver::undefine(const domain_key& key, diagnostics& diag) {
+result<void> driver::undefine_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   s_->doms.undefine(**d);
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::create(const domain_key& key, diagnostics& diag) {
+result<void> driver::create_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  if ((*d)->active()) co_return fail(diag, errc::internal_error, "Domain " + q((*d)->def.name) + " is already running");
+  if (!d) return failure(d.error());
+  if ((*d)->active()) return fail(diag, errc::internal_error, "Domain " + q((*d)->def.name) + " is already running");
   s_->start(**d, reason::booted);
   s_->emit(**d, event_type::started, event_detail::started_booted);
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnostics& diag) {
+result<domain_ref> driver::create_xml_now(std::string_view xml, unsigned flags, diagnostics& diag) {
   constexpr unsigned start_paused = 1;  // VIR_DOMAIN_START_PAUSED
   auto def = parse_domain_xml(xml, diag);
-  if (!def) co_return def.error();
-  if (auto r = normalize_domain_for_test_driver(*def, diag); !r) co_return r.error();
+  if (!def) return def.error();
+  if (auto r = normalize_domain_for_test_driver(*def, diag); !r) return r.error();
   auto at = s_->admit(*def, true, diag);
-  if (!at) co_return at.error();
+  if (!at) return at.error();
   dom* d = *at;
   // A persistent domain started with other XML: that XML is for this run only.
   if (d) s_->doms.run_instead(*d, std::move(*def));
@@ -324,28 +324,28 @@ op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnost
     d->reason = reason::user;
     s_->emit(*d, event_type::suspended, event_detail::suspended_paused);
   }
-  co_return d->ref();
+  return d->ref();
 }
 
-op<void> driver::destroy(const domain_key& key, diagnostics& diag) {
+result<void> driver::destroy_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get_active(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   s_->stop(**d, reason::destroyed, event_detail::stopped_destroyed);
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::shutdown(const domain_key& key, diagnostics& diag) {
+result<void> driver::shutdown_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   if ((*d)->state != domain_state::running)
-    co_return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not running");
+    return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not running");
   s_->stop(**d, reason::shutdown, event_detail::stopped_shutdown);
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::reboot(const domain_key& key, diagnostics& diag) {
+result<void> driver::reboot_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get_active(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   dom& x = **d;
   // testDomainReboot: the on_reboot action decides; only a stop is an event.
   const std::string& action = x.def.on_reboot;
@@ -356,75 +356,75 @@ op<void> driver::reboot(const domain_key& key, diagnostics& diag) {
     x.reason = reason::booted;
     x.changed();
   }
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::suspend(const domain_key& key, diagnostics& diag) {
+result<void> driver::suspend_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   dom& x = **d;
   if (x.state == domain_state::paused || x.state == domain_state::shutoff)
-    co_return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not running");
+    return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not running");
   x.state = domain_state::paused;
   x.reason = reason::user;
   s_->emit(x, event_type::suspended, event_detail::suspended_paused);
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::resume(const domain_key& key, diagnostics& diag) {
+result<void> driver::resume_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   dom& x = **d;
   if (x.state != domain_state::paused)
-    co_return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not paused");
+    return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not paused");
   x.state = domain_state::running;
   x.reason = reason::unpaused;
   s_->emit(x, event_type::resumed, event_detail::resumed_unpaused);
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<domain_info> driver::get_info(const domain_key& key, diagnostics& diag) {
+result<domain_info> driver::get_info_now(const domain_key& key, diagnostics& diag) {
   auto found = s_->get(key, diag);
-  if (!found) co_return failure(found.error());
+  if (!found) return failure(found.error());
   dom* d = *found;
   const auto& def = d->def;
-  co_return domain_info{d->state, def.memory_kib, def.current_memory_kib, def.vcpu_current.value_or(def.vcpus),
+  return domain_info{d->state, def.memory_kib, def.current_memory_kib, def.vcpu_current.value_or(def.vcpus),
                         now_ns()};
 }
 
 // testDomainGetOSType answers "linux" whatever the XML says.
-op<std::string> driver::get_os_type(const domain_key& key, diagnostics& diag) {
+result<std::string> driver::get_os_type_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return std::string("linux");
+  if (!d) return failure(d.error());
+  return std::string("linux");
 }
 
-op<domain_state_info> driver::get_state(const domain_key& key, diagnostics& diag) {
+result<domain_state_info> driver::get_state_now(const domain_key& key, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return domain_state_info{(*d)->state, (*d)->reason};
+  if (!d) return failure(d.error());
+  return domain_state_info{(*d)->state, (*d)->reason};
 }
 
-op<std::string> driver::get_xml(const domain_key& key, unsigned flags, diagnostics& diag) {
+result<std::string> driver::get_xml_now(const domain_key& key, unsigned flags, diagnostics& diag) {
   auto found = s_->get(key, diag);
-  if (!found) co_return failure(found.error());
+  if (!found) return failure(found.error());
   dom* d = *found;
   domain_format_options opt;
   opt.secure = (flags & xml_flags::secure) == 0;
   if ((flags & xml_flags::inactive) || !d->active()) {
-    if (!opt.secure) co_return format_domain_xml(d->persistent_def(), opt);
+    if (!opt.secure) return format_domain_xml(d->persistent_def(), opt);
     if (d->xml_inactive_cache.empty()) d->xml_inactive_cache = format_domain_xml(d->persistent_def(), opt);
-    co_return d->xml_inactive_cache;
+    return d->xml_inactive_cache;
   }
   opt.id = d->id;
-  if (!opt.secure) co_return format_domain_xml(d->def, opt);
+  if (!opt.secure) return format_domain_xml(d->def, opt);
   if (d->xml_cache.empty()) d->xml_cache = format_domain_xml(d->def, opt);
-  co_return d->xml_cache;
+  return d->xml_cache;
 }
 
-op<bool> driver::is_active(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_active(key, diag); }
+result<bool> driver::is_active_now(const domain_key& key, diagnostics& diag) { return s_->doms.is_active(key, diag); }
 
-op<bool> driver::is_persistent(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_persistent(key, diag); }
+result<bool> driver::is_persistent_now(const domain_key& key, diagnostics& diag) { return s_->doms.is_persistent(key, diag); }
 
 event_stream driver::subscribe(std::string domain) { return s_->events.subscribe(s_->ex, std::move(domain)); }
 
@@ -437,48 +437,48 @@ static result<std::pair<bool, bool>> impact(const dom& d, unsigned flags, diagno
   return std::pair{live, config};
 }
 
-op<void> driver::set_max_memory(const domain_key& key, std::uint64_t kib, diagnostics& diag) {
-  return set_memory(key, kib, modify::mem_maximum, diag);
+result<void> driver::set_max_memory_now(const domain_key& key, std::uint64_t kib, diagnostics& diag) {
+  return set_memory_now(key, kib, modify::mem_maximum, diag);
 }
 
-op<void> driver::set_memory(const domain_key& key, std::uint64_t kib, unsigned flags, diagnostics& diag) {
+result<void> driver::set_memory_now(const domain_key& key, std::uint64_t kib, unsigned flags, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   dom& x = **d;
   auto im = impact(x, flags & (modify::live | modify::config), diag);
-  if (!im) co_return im.error();
+  if (!im) return im.error();
   auto [live, config] = *im;
-  if (kib == 0) co_return fail(diag, errc::invalid_arg, "memory size must be greater than zero");
+  if (kib == 0) return fail(diag, errc::invalid_arg, "memory size must be greater than zero");
   if (flags & modify::mem_maximum) {
-    if (live) co_return fail(diag, errc::operation_invalid, "cannot resize the maximum memory on an active domain");
+    if (live) return fail(diag, errc::operation_invalid, "cannot resize the maximum memory on an active domain");
     auto& def = x.persistent_def_mut();
     def.memory_kib = kib;
     if (def.current_memory_kib > kib) def.current_memory_kib = kib;
   } else {
     if (live) {
-      if (kib > x.def.memory_kib) co_return fail(diag, errc::invalid_arg, "cannot set memory higher than max memory");
+      if (kib > x.def.memory_kib) return fail(diag, errc::invalid_arg, "cannot set memory higher than max memory");
     }
     if (config && kib > x.persistent_def().memory_kib)
-      co_return fail(diag, errc::invalid_arg, "cannot set memory higher than max memory");
+      return fail(diag, errc::invalid_arg, "cannot set memory higher than max memory");
     if (live) x.def.current_memory_kib = kib;
     if (config) x.persistent_def_mut().current_memory_kib = kib;
   }
   x.changed();
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::set_vcpus(const domain_key& key, unsigned count, unsigned flags, diagnostics& diag) {
+result<void> driver::set_vcpus_now(const domain_key& key, unsigned count, unsigned flags, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   dom& x = **d;
-  if (count == 0) co_return fail(diag, errc::invalid_arg, "argument unsupported: count of vCPUs must be at least 1");
+  if (count == 0) return fail(diag, errc::invalid_arg, "argument unsupported: count of vCPUs must be at least 1");
   auto im = impact(x, flags & (modify::live | modify::config), diag);
-  if (!im) co_return im.error();
+  if (!im) return im.error();
   auto [live, config] = *im;
   if ((flags & modify::vcpu_maximum) && live)
-    co_return fail(diag, errc::invalid_arg, "cannot set max vcpu count of a live domain");
+    return fail(diag, errc::invalid_arg, "cannot set max vcpu count of a live domain");
   if (count > static_cast<unsigned>(max_vcpus))
-    co_return fail(diag, errc::invalid_arg, "requested cpu amount exceeds maximum supported amount (" +
+    return fail(diag, errc::invalid_arg, "requested cpu amount exceeds maximum supported amount (" +
                                                 std::to_string(count) + " > " + std::to_string(max_vcpus) + ")");
   auto check = [&](const domain_config& def) -> result<void> {
     if (!(flags & modify::vcpu_maximum) && count > def.vcpus)
@@ -486,8 +486,8 @@ op<void> driver::set_vcpus(const domain_key& key, unsigned count, unsigned flags
                                                std::to_string(def.vcpus) + ")");
     return {};
   };
-  if (live) if (auto r = check(x.def); !r) co_return r.error();
-  if (config) if (auto r = check(x.persistent_def()); !r) co_return r.error();
+  if (live) if (auto r = check(x.def); !r) return r.error();
+  if (config) if (auto r = check(x.persistent_def()); !r) return r.error();
   auto apply = [&](domain_config& def) {
     if (flags & modify::vcpu_maximum) {
       unsigned current = def.vcpu_current.value_or(def.vcpus);
@@ -502,19 +502,19 @@ op<void> driver::set_vcpus(const domain_key& key, unsigned count, unsigned flags
   if (live) apply(x.def);
   if (config) apply(x.persistent_def_mut());
   x.changed();
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<bool> driver::get_autostart(const domain_key& key, diagnostics& diag) { co_return s_->doms.autostart(key, diag); }
+result<bool> driver::get_autostart_now(const domain_key& key, diagnostics& diag) { return s_->doms.autostart(key, diag); }
 
-op<void> driver::set_autostart(const domain_key& key, bool on, diagnostics& diag) {
+result<void> driver::set_autostart_now(const domain_key& key, bool on, diagnostics& diag) {
   auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
+  if (!d) return failure(d.error());
   (*d)->autostart = on;
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<std::vector<network_ref>> driver::list_networks(unsigned flags, diagnostics&) {
+result<std::vector<network_ref>> driver::list_networks_now(unsigned flags, diagnostics&) {
   using namespace network_list_flags;
   std::vector<network_ref> out;
   for (auto& [k, n] : s_->nets) {
@@ -528,91 +528,91 @@ op<std::vector<network_ref>> driver::list_networks(unsigned flags, diagnostics&)
       continue;
     out.push_back(n->ref());
   }
-  co_return out;
+  return out;
 }
 
-op<network_ref> driver::lookup_network(std::string_view name, diagnostics& diag) {
+result<network_ref> driver::lookup_network_now(std::string_view name, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
-  co_return (*n)->ref();
+  if (!n) return failure(n.error());
+  return (*n)->ref();
 }
 
-op<network_ref> driver::define_network(std::string_view xml, diagnostics& diag) {
+result<network_ref> driver::define_network_now(std::string_view xml, diagnostics& diag) {
   auto def = parse_network_xml(xml, diag);
-  if (!def) co_return def.error();
-  if (auto r = normalize_network_for_test_driver(*def, diag); !r) co_return r.error();
+  if (!def) return def.error();
+  if (auto r = normalize_network_for_test_driver(*def, diag); !r) return r.error();
   for (auto& [k, n] : s_->nets)
     if (n->def.uuid == def->uuid && n->def.name != def->name)
-      co_return fail(diag, errc::operation_failed,
+      return fail(diag, errc::operation_failed,
                      "network " + q(n->def.name) + " is already defined with uuid " + def->uuid);
   if (net* n = s_->find_net(def->name)) {
     if (n->def.uuid != def->uuid)
-      co_return fail(diag, errc::operation_failed,
+      return fail(diag, errc::operation_failed,
                      "network " + q(def->name) + " already exists with uuid " + n->def.uuid);
     n->def = std::move(*def);
     n->persistent = true;
-    co_return n->ref();
+    return n->ref();
   }
   auto n = std::make_unique<net>();
   n->def = std::move(*def);
   network_ref ref = n->ref();
   s_->nets.emplace(ref.name, std::move(n));
-  co_return ref;
+  return ref;
 }
 
-op<void> driver::undefine_network(std::string_view name, diagnostics& diag) {
+result<void> driver::undefine_network_now(std::string_view name, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
-  if (!(*n)->persistent) co_return fail(diag, errc::operation_invalid, "network " + q(name) + " is not persistent");
+  if (!n) return failure(n.error());
+  if (!(*n)->persistent) return fail(diag, errc::operation_invalid, "network " + q(name) + " is not persistent");
   if ((*n)->active)
-    co_return fail(diag, errc::operation_invalid, "Network " + q((*n)->def.name) + " is still running");
+    return fail(diag, errc::operation_invalid, "Network " + q((*n)->def.name) + " is still running");
   s_->nets.erase(std::string((*n)->def.name));
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::create_network(std::string_view name, diagnostics& diag) {
+result<void> driver::create_network_now(std::string_view name, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
-  if ((*n)->active) co_return fail(diag, errc::operation_invalid, "network " + q(name) + " is already active");
+  if (!n) return failure(n.error());
+  if ((*n)->active) return fail(diag, errc::operation_invalid, "network " + q(name) + " is already active");
   (*n)->active = true;
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<void> driver::destroy_network(std::string_view name, diagnostics& diag) {
+result<void> driver::destroy_network_now(std::string_view name, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
+  if (!n) return failure(n.error());
   // libvirt's test driver lets an inactive network be destroyed again.
   (*n)->active = false;
   if (!(*n)->persistent) s_->nets.erase((*n)->def.name);
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<std::string> driver::get_network_xml(std::string_view name, unsigned, diagnostics& diag) {
+result<std::string> driver::get_network_xml_now(std::string_view name, unsigned, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
-  co_return format_network_xml((*n)->def);
+  if (!n) return failure(n.error());
+  return format_network_xml((*n)->def);
 }
 
-op<bool> driver::get_network_autostart(std::string_view name, diagnostics& diag) {
+result<bool> driver::get_network_autostart_now(std::string_view name, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
-  co_return (*n)->autostart;
+  if (!n) return failure(n.error());
+  return (*n)->autostart;
 }
 
-op<void> driver::set_network_autostart(std::string_view name, bool on, diagnostics& diag) {
+result<void> driver::set_network_autostart_now(std::string_view name, bool on, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
-  if (!(*n)->persistent) co_return fail(diag, errc::invalid_network, "cannot set autostart for transient network");
+  if (!n) return failure(n.error());
+  if (!(*n)->persistent) return fail(diag, errc::invalid_network, "cannot set autostart for transient network");
   (*n)->autostart = on;
-  co_return result<void>{};
+  return result<void>{};
 }
 
-op<std::string> driver::get_network_bridge_name(std::string_view name, diagnostics& diag) {
+result<std::string> driver::get_network_bridge_name_now(std::string_view name, diagnostics& diag) {
   auto n = s_->get_net(name, diag);
-  if (!n) co_return failure(n.error());
+  if (!n) return failure(n.error());
   if ((*n)->def.bridge_name.empty())
-    co_return fail(diag, errc::internal_error, "network " + q(name) + " does not have a bridge name.");
-  co_return (*n)->def.bridge_name;
+    return fail(diag, errc::internal_error, "network " + q(name) + " does not have a bridge name.");
+  return (*n)->def.bridge_name;
 }
 
 op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {

@@ -5,14 +5,30 @@
 #include <covirt/driver.hpp>
 
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <typeinfo>
 #include <utility>
 
 namespace covirt::detail {
 
-// Each member returns the driver's awaitable directly (no extra coroutine frame): the
-// arguments must outlive the co_await, which the connection guarantees.
+/// What an erased operation gives back: the driver's answer when it had one at once (an
+/// immediate operation), else its awaitable. The arguments must outlive the co_await of
+/// `later`, which the connection guarantees.
+template <class T>
+struct step {
+  std::optional<result<T>> now;
+  op<T> later{};
+};
+
+/// The result of a step, for code that does not care how it came (migration's phases).
+template <class T>
+op<T> finish(step<T> s) {
+  if (s.now) co_return std::move(*s.now);
+  co_return co_await std::move(s.later);
+}
+
+// Each member calls the driver's operation without a coroutine of its own.
 class erased_driver {
 public:
   virtual ~erased_driver() = default;
@@ -22,7 +38,7 @@ public:
   /// The driver object if it is of type `t` (connection::driver_as), else nullptr.
   virtual void* target(const std::type_info& t) noexcept = 0;
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS) \
-  virtual op<RET> NAME(const ops::NAME::args&, diagnostics&) = 0;
+  virtual step<RET> NAME(const ops::NAME::args&, diagnostics&) = 0;
   COVIRT_OPERATIONS(COVIRT_X)
   COVIRT_OPS_migrate(COVIRT_X)
 #undef COVIRT_X
@@ -48,6 +64,15 @@ op<typename Op::result_type> dispatch(D& d, const typename Op::args& a, diagnost
     return unsupported<typename Op::result_type>(g, Op::api);
 }
 
+/// Operation Op of driver d as a step: at once where the driver answers without waiting.
+template <class Op, class D>
+step<typename Op::result_type> run_step(D& d, const typename Op::args& a, diagnostics& g) {
+  if constexpr (has_now<D, Op>)
+    return {std::apply([&](const auto&... x) { return Op::invoke_now(d, g, x...); }, a)};
+  else
+    return {std::nullopt, dispatch<Op>(d, a, g)};
+}
+
 /// A driver behind the erased interface. Only the driver registry (src/connection.cpp)
 /// instantiates it: drivers do not know the layer above them.
 template <driver D>
@@ -62,8 +87,8 @@ public:
   event_stream subscribe(std::string domain) override { return d_.subscribe(std::move(domain)); }
   void* target(const std::type_info& t) noexcept override { return t == typeid(D) ? &d_ : nullptr; }
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                      \
-  op<RET> NAME(const ops::NAME::args& a, diagnostics& g) override {           \
-    return dispatch<ops::NAME>(d_, a, g);                                     \
+  step<RET> NAME(const ops::NAME::args& a, diagnostics& g) override {         \
+    return run_step<ops::NAME>(d_, a, g);                                     \
   }
   COVIRT_OPERATIONS(COVIRT_X)
   COVIRT_OPS_migrate(COVIRT_X)

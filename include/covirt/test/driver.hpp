@@ -9,7 +9,7 @@
 namespace covirt::test {
 
 /// In-memory hypervisor. All operations complete without I/O; not thread-safe.
-class driver {
+class driver : public immediate_operations<driver> {
 public:
   explicit driver(asio::any_io_executor ex);
   driver(driver&&) noexcept;
@@ -28,13 +28,14 @@ public:
   std::string_view type_name() const noexcept { return "TEST"; }
   event_stream subscribe(std::string domain);
 
-  // The table's operations (covirt/operations.hpp), with its signatures. set_max_memory is
+  // The table's operations (covirt/operations.hpp), with its signatures, answered at once:
+  // NAME_now here, the coroutine NAME from immediate_operations. set_max_memory is
   // set_memory with modify::mem_maximum.
-  COVIRT_DRIVER_OPERATIONS(core)
-  COVIRT_DRIVER_OPERATIONS(set_memory)
-  COVIRT_DRIVER_OPERATIONS(set_vcpus)
-  COVIRT_DRIVER_OPERATIONS(autostart)
-  COVIRT_DRIVER_OPERATIONS(networks)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(core)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(set_memory)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(set_vcpus)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(autostart)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(networks)
 
 private:
   struct state;
