@@ -75,9 +75,8 @@ template <class D>
 class immediate_operations {
 public:
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                                      \
-  template <class... A>                                                                      \
-    requires requires(D& d, A&&... a) { d.NAME##_now(std::forward<A>(a)...); }               \
-  op<RET> NAME(A&&... a) {                                                                   \
+  template <class... A, class Self = D>                                                       \
+  auto NAME(A&&... a) -> decltype((void)static_cast<Self*>(this)->NAME##_now(std::forward<A>(a)...), op<RET>{}) { \
     co_return static_cast<D*>(this)->NAME##_now(std::forward<A>(a)...);                      \
   }
   COVIRT_OPERATIONS(COVIRT_X)
