@@ -22,13 +22,11 @@
 #include <thread>
 #include <unistd.h>
 #include <vector>
+#include "common/prelude.hpp"
 
 namespace {
 
-namespace fs = std::filesystem;
-using covirt::diagnostics;
 using covirt::domain_config;
-using covirt::errc;
 using covirt::qemu::argv_options;
 using covirt::qemu::build_argv;
 

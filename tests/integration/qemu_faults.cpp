@@ -9,6 +9,7 @@
 
 #include "common/qemu_guests.hpp"
 #include "common/run.hpp"
+#include "common/prelude.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -33,21 +34,6 @@
 #include <unistd.h>
 
 namespace {
-
-namespace asio = boost::asio;
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-using covirt::diagnostics;
-using covirt::domain_state;
-using covirt::errc;
-using covirt::error_code;
-using covirt::event_type;
-using namespace covirt::test_support;
-namespace reason = covirt::reason;
-namespace detail_ = covirt::event_detail;
-using clock_type = std::chrono::steady_clock;
-
-constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
 
 std::string fake_qemu() {
   const char* p = std::getenv("COVIRT_FAKE_QEMU");

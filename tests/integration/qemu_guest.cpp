@@ -9,6 +9,7 @@
 #include "common/qemu_guests.hpp"
 #include "common/tiny_guest.hpp"
 #include "common/run.hpp"
+#include "common/prelude.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -31,20 +32,6 @@
 #include <unistd.h>
 
 namespace {
-
-using namespace covirt::test_support;
-
-namespace asio = boost::asio;
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-using covirt::diagnostics;
-using covirt::domain_state;
-using covirt::event_type;
-using covirt::test_support::run_coro;
-namespace reason = covirt::reason;
-namespace detail_ = covirt::event_detail;
-
-
 
 long long ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();

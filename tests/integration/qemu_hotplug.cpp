@@ -6,6 +6,7 @@
 #include "common/qemu_guests.hpp"
 #include "common/run.hpp"
 #include "common/tiny_guest.hpp"
+#include "common/prelude.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -19,15 +20,8 @@
 
 namespace {
 
-namespace asio = boost::asio;
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-using namespace covirt::test_support;
-using covirt::diagnostics;
-using covirt::errc;
 namespace dm = covirt::device_modify;
 
-constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
 
 const std::string root_ports =
     "<controller type='pci' index='0' model='pcie-root'/>"

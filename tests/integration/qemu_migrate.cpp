@@ -7,6 +7,7 @@
 #include "common/qemu_guests.hpp"
 #include "common/run.hpp"
 #include "common/tiny_guest.hpp"
+#include "common/prelude.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -25,21 +26,10 @@
 
 namespace {
 
-namespace asio = boost::asio;
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-using namespace covirt::test_support;
 using namespace asio::experimental::awaitable_operators;
-using covirt::diagnostics;
-using covirt::domain_state;
-using covirt::errc;
-using covirt::event_type;
 using covirt::job_type;
-namespace reason = covirt::reason;
-namespace detail_ = covirt::event_detail;
 namespace mf = covirt::migrate_flags;
 
-constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
 
 // Everything seen on `st` until nothing came for `quiet`.
 asio::awaitable<std::vector<covirt::domain_event>> drain(covirt::event_stream& st, std::chrono::milliseconds quiet = 300ms) {

@@ -5,6 +5,7 @@
 #include <covirt/uri.hpp>
 
 #include "common/run.hpp"
+#include "common/prelude.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -34,14 +35,7 @@
 
 namespace {
 
-namespace asio = boost::asio;
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-using covirt::diagnostics;
-using covirt::errc;
-using covirt::error_code;
 using covirt::qemu::process;
-using covirt::test_support::run_coro;
 
 // A fresh directory, removed with everything in it at the end of the test.
 struct temp_dir {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/run.hpp"
+#include "common/prelude.hpp"
 
 #include "../../src/qemu/qmp_codec.hpp"
 
@@ -43,18 +44,10 @@
 
 namespace {
 
-namespace asio = boost::asio;
 namespace json = boost::json;
-using namespace std::chrono_literals;
 using namespace std::string_view_literals;
-using covirt::diagnostics;
-using covirt::errc;
-using covirt::error_code;
 using covirt::qemu::qmp;
-using covirt::test_support::run_coro;
-using clock_type = std::chrono::steady_clock;
 
-constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
 
 bool is_str(const json::value& v, std::string_view s) { return v.is_string() && v.get_string() == s; }
 json::object obj(std::string_view text) { return json::parse(text).as_object(); }

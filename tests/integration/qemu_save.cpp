@@ -7,6 +7,7 @@
 
 #include "common/qemu_guests.hpp"
 #include "common/run.hpp"
+#include "common/prelude.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -29,23 +30,6 @@
 #include <unistd.h>
 
 namespace {
-
-namespace asio = boost::asio;
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-using covirt::diagnostics;
-using covirt::domain_state;
-using covirt::errc;
-using covirt::error_code;
-using covirt::event_type;
-using covirt::test_support::run_coro;
-using namespace covirt::test_support;
-namespace reason = covirt::reason;
-namespace detail_ = covirt::event_detail;
-
-constexpr auto tuple = asio::as_tuple(asio::use_awaitable);
-
-
 
 std::string read_head(const fs::path& p, std::size_t n) {
   std::ifstream in(p, std::ios::binary);

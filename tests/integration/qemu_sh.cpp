@@ -3,6 +3,7 @@
 // (each one re-attaches to the guests the previous ones left running), with real QEMU under TCG.
 // Every run of covirt-sh is bounded; every guest is killed by its guest_dir at the end.
 #include "common/qemu_guests.hpp"
+#include "common/prelude.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -22,10 +23,6 @@
 #include <vector>
 
 namespace {
-
-using namespace covirt::test_support;
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
