@@ -4,6 +4,9 @@
 #include "shell.hpp"
 
 namespace covirt_sh {
+
+using enum opt_type;
+using namespace common_opts;
 namespace {
 
 awaitable<bool> cmd_dumpxml(shell& sh, const args& a) {
@@ -14,23 +17,16 @@ awaitable<bool> cmd_dumpxml(shell& sh, const args& a) {
   if (a.has("security-info")) flags |= covirt::xml_flags::secure;
   if (a.has("update-cpu")) flags |= covirt::xml_flags::update_cpu;
   if (a.has("migratable")) flags |= covirt::xml_flags::migratable;
-  try {
-    sh.print(co_await sh.conn.async_get_xml(*d, flags));
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  sh.print(co_await sh.conn.async_get_xml(*d, flags));
   co_return true;
 }
 
 awaitable<bool> cmd_define(shell& sh, const args& a) {
   const std::string& file = a.at("file");
   std::string xml = read_file(file);
-  try {
-    auto d = co_await sh.conn.async_define_xml(std::move(xml));
-    sh.extra(format("Domain '%s' defined from %s\n", d.name.c_str(), file.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to define domain from %s", file.c_str()), e);
-  }
+  sh.doing(format("Failed to define domain from %s", file.c_str()));
+  auto d = co_await sh.conn.async_define_xml(std::move(xml));
+  sh.extra(format("Domain '%s' defined from %s\n", d.name.c_str(), file.c_str()));
   co_return true;
 }
 
@@ -62,12 +58,9 @@ awaitable<bool> cmd_create(shell& sh, const args& a) {
   const std::string& file = a.at("file");
   std::string xml = read_file(file);
   unsigned flags = a.has("paused") ? 1u : 0u;  // VIR_DOMAIN_START_PAUSED
-  try {
-    auto d = co_await sh.conn.async_create_xml(std::move(xml), flags);
-    sh.extra(format("Domain '%s' created from %s\n", d.name.c_str(), file.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to create domain from %s", file.c_str()), e);
-  }
+  sh.doing(format("Failed to create domain from %s", file.c_str()));
+  auto d = co_await sh.conn.async_create_xml(std::move(xml), flags);
+  sh.extra(format("Domain '%s' created from %s\n", d.name.c_str(), file.c_str()));
   co_return true;
 }
 
@@ -79,39 +72,10 @@ awaitable<bool> cmd_start(shell& sh, const args& a) {
     co_return false;
   }
   const std::string& n = a.at("domain");
-  try {
-    co_await sh.conn.async_create(*d);
-    sh.extra(format("Domain '%s' started\n", n.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to start domain '%s'", n.c_str()), e);
-  }
+  sh.doing(format("Failed to start domain '%s'", n.c_str()));
+  co_await sh.conn.async_create(*d);
+  sh.extra(format("Domain '%s' started\n", n.c_str()));
   co_return true;
-}
-
-
-awaitable<bool> cmd_undefine(shell& sh, const args& a) {
-  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_undefine), "Domain '%s' has been undefined\n",
-                                                             "Failed to undefine domain '%s'");
-}
-awaitable<bool> cmd_destroy(shell& sh, const args& a) {
-  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_destroy), "Domain '%s' destroyed\n",
-                                                            "Failed to destroy domain '%s'");
-}
-awaitable<bool> cmd_shutdown(shell& sh, const args& a) {
-  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_shutdown), "Domain '%s' is being shutdown\n",
-                                                             "Failed to shutdown domain '%s'");
-}
-awaitable<bool> cmd_reboot(shell& sh, const args& a) {
-  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_reboot), "Domain '%s' is being rebooted\n",
-                                                           "Failed to reboot domain '%s'");
-}
-awaitable<bool> cmd_suspend(shell& sh, const args& a) {
-  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_suspend), "Domain '%s' suspended\n",
-                                                            "Failed to suspend domain '%s'");
-}
-awaitable<bool> cmd_resume(shell& sh, const args& a) {
-  return simple_domain_op(sh, a, COVIRT_SH_NAME_OP(async_resume), "Domain '%s' resumed\n",
-                                                           "Failed to resume domain '%s'");
 }
 
 /// attach-device and detach-device: virsh's option checks, then one call with the file's XML.
@@ -196,13 +160,9 @@ std::string pretty_json(std::string_view in) {
 awaitable<bool> cmd_qemu_monitor_command(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
-  try {
-    auto reply = co_await sh.conn.async_qemu_monitor_command(*d, a.at("cmd"));
-    while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
-    sh.print((a.has("pretty") ? pretty_json(reply) : reply) + "\n");
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  auto reply = co_await sh.conn.async_qemu_monitor_command(*d, a.at("cmd"));
+  while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r')) reply.pop_back();
+  sh.print((a.has("pretty") ? pretty_json(reply) : reply) + "\n");
   co_return true;
 }
 
@@ -238,11 +198,7 @@ awaitable<bool> cmd_setmem(shell& sh, const args& a) {
   if (!kib) co_return false;
   // Without flags virsh calls virDomainSetMemory, which acts on the running domain.
   bool plain = *flags == 0 && !a.has("current");
-  try {
-    co_await sh.conn.async_set_memory(*d, *kib, plain ? covirt::modify::live : *flags);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  co_await sh.conn.async_set_memory(*d, *kib, plain ? covirt::modify::live : *flags);
   co_return true;
 }
 
@@ -253,12 +209,9 @@ awaitable<bool> cmd_setmaxmem(shell& sh, const args& a) {
   if (!flags) co_return false;
   auto kib = size_arg(sh, a);
   if (!kib) co_return false;
-  try {
-    if (*flags == 0) co_await sh.conn.async_set_max_memory(*d, *kib);
-    else co_await sh.conn.async_set_memory(*d, *kib, *flags | covirt::modify::mem_maximum);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("Unable to change MaxMemorySize", e);
-  }
+  sh.doing("Unable to change MaxMemorySize");
+  if (*flags == 0) co_await sh.conn.async_set_max_memory(*d, *kib);
+  else co_await sh.conn.async_set_memory(*d, *kib, *flags | covirt::modify::mem_maximum);
   co_return true;
 }
 
@@ -283,11 +236,7 @@ awaitable<bool> cmd_setvcpus(shell& sh, const args& a) {
   unsigned f = *flags | (a.has("maximum") ? covirt::modify::vcpu_maximum : 0u);
   // Without flags virsh calls virDomainSetVcpus, which acts on the running domain.
   if (f == 0 && !a.has("current")) f = covirt::modify::live;
-  try {
-    co_await sh.conn.async_set_vcpus(*d, static_cast<unsigned>(*count), f);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  co_await sh.conn.async_set_vcpus(*d, static_cast<unsigned>(*count), f);
   co_return true;
 }
 
@@ -328,67 +277,72 @@ awaitable<bool> cmd_domname(shell& sh, const args& a) {
   co_return true;
 }
 
+// The one-line domain commands, in order: undefine, destroy, shutdown, reboot, suspend, resume.
+constexpr one_line_op<covirt::domain_ref> one_line_domain[] = {
+    {COVIRT_SH_CALL(async_undefine), "Domain '%s' has been undefined\n", "Failed to undefine domain '%s'"},
+    {COVIRT_SH_CALL(async_destroy), "Domain '%s' destroyed\n", "Failed to destroy domain '%s'"},
+    {COVIRT_SH_CALL(async_shutdown), "Domain '%s' is being shutdown\n", "Failed to shutdown domain '%s'"},
+    {COVIRT_SH_CALL(async_reboot), "Domain '%s' is being rebooted\n", "Failed to reboot domain '%s'"},
+    {COVIRT_SH_CALL(async_suspend), "Domain '%s' suspended\n", "Failed to suspend domain '%s'"},
+    {COVIRT_SH_CALL(async_resume), "Domain '%s' resumed\n", "Failed to resume domain '%s'"},
+};
+
 }  // namespace
 
-const std::vector<command>& domain_commands() {
-  using enum opt_type;
-  using namespace common_opts;
-  static const std::vector<command> table = {
-      {"dumpxml",
-       {dom,
-        {"inactive", boolean, false, "show inactive defined XML"},
-        {"security-info", boolean, false, "include security sensitive information in XML dump"},
-        {"update-cpu", boolean, false, "update guest CPU according to host CPU"},
-        {"migratable", boolean, false, "provide XML suitable for migrations"}},
-       cmd_dumpxml, "domain information in XML", "Output the domain information as an XML dump to stdout."},
-      {"define", {{"file", data, true, "file containing an XML domain description"}}, cmd_define,
-       "define (but don't start) a domain from an XML file", "Define a domain."},
-      {"undefine", {dom}, cmd_undefine, "undefine a domain", "Undefine an inactive domain, or convert persistent to transient."},
-      {"create",
-       {{"file", data, true, "file containing an XML domain description"},
-        {"paused", boolean, false, "leave the guest paused after creation"}},
-       cmd_create, "create a domain from an XML file", "Create a domain."},
-      {"start", {dom}, cmd_start, "start a (previously defined) inactive domain", "Start a (previously defined) inactive domain."},
-      {"destroy", {dom}, cmd_destroy, "destroy (stop) a domain", "Forcefully stop a given domain, but leave its resources intact."},
-      {"shutdown", {dom}, cmd_shutdown, "gracefully shutdown a domain", "Run shutdown in the target domain."},
-      {"reboot", {dom}, cmd_reboot, "reboot a domain", "Run a reboot command in the target domain."},
-      {"suspend", {dom}, cmd_suspend, "suspend a domain", "Suspend a running domain."},
-      {"resume", {dom}, cmd_resume, "resume a domain", "Resume a previously suspended domain."},
-      {"attach-device",
-       {dom, {"file", data, true, "XML file"}, {"persistent", boolean, false, "make live change persistent"}, config,
-        live, current},
-       cmd_attach_device, "attach device from an XML file", "Attach device from an XML <file>."},
-      {"detach-device",
-       {dom, {"file", data, true, "XML file"}, {"persistent", boolean, false, "make live change persistent"}, config,
-        live, current},
-       cmd_detach_device, "detach device from an XML file", "Detach device from an XML <file>"},
-      {"qemu-monitor-command",
-       {dom, {"cmd", data, true, "command"}, {"pretty", boolean, false, "pretty-print any qemu monitor protocol output"}},
-       cmd_qemu_monitor_command, "QEMU Monitor Command", "QEMU Monitor Command"},
-      {"setmem", {dom, {"size", number, true, "new memory size, as scaled integer (default KiB)"}, config, live, current},
-       cmd_setmem, "change memory allocation", "Change the current memory allocation in the guest domain."},
-      {"setmaxmem",
-       {dom, {"size", number, true, "new maximum memory size, as scaled integer (default KiB)"}, config, live, current},
-       cmd_setmaxmem, "change maximum memory limit", "Change the maximum memory allocation limit in the guest domain."},
-      {"setvcpus",
-       {dom, {"count", number, true, "number of virtual CPUs"},
-        {"maximum", boolean, false, "set maximum limit on next boot"}, config, live, current},
-       cmd_setvcpus, "change number of virtual CPUs", "Change the number of virtual CPUs in the guest domain."},
-      {"autostart", {dom, {"disable", boolean, false, "disable autostarting"}}, cmd_autostart, "autostart a domain",
-       "Configure a domain to be automatically started at boot."},
-      {"domuuid", {{"domain", data, true, "domain id or name"}}, cmd_domuuid, "convert a domain name or id to domain UUID",
-       "Convert a domain name or id to domain UUID."},
-      {"domid", {{"domain", data, true, "domain name or uuid"}}, cmd_domid, "convert a domain name or UUID to domain id",
-       "Convert a domain name to domain id."},
-      {"domname", {{"domain", data, true, "domain id or uuid"}}, cmd_domname, "convert a domain id or UUID to domain name",
-       "Convert a domain id or UUID to domain name."},
-      {"domxml-to-native",
-       {{"format", data, true, "target config data type format (qemu-argv)"},
-        {"xml", data, true, "xml data file to export from"}},
-       cmd_domxml_to_native, "Convert domain XML to native config",
-       "Convert domain XML config to a native guest configuration format."},
-  };
-  return table;
-}
+const std::vector<command> domain_commands = {
+    {"dumpxml",
+     {dom,
+      {"inactive", boolean, false, "show inactive defined XML"},
+      {"security-info", boolean, false, "include security sensitive information in XML dump"},
+      {"update-cpu", boolean, false, "update guest CPU according to host CPU"},
+      {"migratable", boolean, false, "provide XML suitable for migrations"}},
+     cmd_dumpxml, "domain information in XML", "Output the domain information as an XML dump to stdout."},
+    {"define", {{"file", data, true, "file containing an XML domain description"}}, cmd_define,
+     "define (but don't start) a domain from an XML file", "Define a domain."},
+    {"undefine", {dom}, run_one_line<one_line_domain, 0>, "undefine a domain", "Undefine an inactive domain, or convert persistent to transient."},
+    {"create",
+     {{"file", data, true, "file containing an XML domain description"},
+      {"paused", boolean, false, "leave the guest paused after creation"}},
+     cmd_create, "create a domain from an XML file", "Create a domain."},
+    {"start", {dom}, cmd_start, "start a (previously defined) inactive domain", "Start a (previously defined) inactive domain."},
+    {"destroy", {dom}, run_one_line<one_line_domain, 1>, "destroy (stop) a domain", "Forcefully stop a given domain, but leave its resources intact."},
+    {"shutdown", {dom}, run_one_line<one_line_domain, 2>, "gracefully shutdown a domain", "Run shutdown in the target domain."},
+    {"reboot", {dom}, run_one_line<one_line_domain, 3>, "reboot a domain", "Run a reboot command in the target domain."},
+    {"suspend", {dom}, run_one_line<one_line_domain, 4>, "suspend a domain", "Suspend a running domain."},
+    {"resume", {dom}, run_one_line<one_line_domain, 5>, "resume a domain", "Resume a previously suspended domain."},
+    {"attach-device",
+     {dom, {"file", data, true, "XML file"}, {"persistent", boolean, false, "make live change persistent"}, config,
+      live, current},
+     cmd_attach_device, "attach device from an XML file", "Attach device from an XML <file>."},
+    {"detach-device",
+     {dom, {"file", data, true, "XML file"}, {"persistent", boolean, false, "make live change persistent"}, config,
+      live, current},
+     cmd_detach_device, "detach device from an XML file", "Detach device from an XML <file>"},
+    {"qemu-monitor-command",
+     {dom, {"cmd", data, true, "command"}, {"pretty", boolean, false, "pretty-print any qemu monitor protocol output"}},
+     cmd_qemu_monitor_command, "QEMU Monitor Command", "QEMU Monitor Command"},
+    {"setmem", {dom, {"size", number, true, "new memory size, as scaled integer (default KiB)"}, config, live, current},
+     cmd_setmem, "change memory allocation", "Change the current memory allocation in the guest domain."},
+    {"setmaxmem",
+     {dom, {"size", number, true, "new maximum memory size, as scaled integer (default KiB)"}, config, live, current},
+     cmd_setmaxmem, "change maximum memory limit", "Change the maximum memory allocation limit in the guest domain."},
+    {"setvcpus",
+     {dom, {"count", number, true, "number of virtual CPUs"},
+      {"maximum", boolean, false, "set maximum limit on next boot"}, config, live, current},
+     cmd_setvcpus, "change number of virtual CPUs", "Change the number of virtual CPUs in the guest domain."},
+    {"autostart", {dom, {"disable", boolean, false, "disable autostarting"}}, cmd_autostart, "autostart a domain",
+     "Configure a domain to be automatically started at boot."},
+    {"domuuid", {{"domain", data, true, "domain id or name"}}, cmd_domuuid, "convert a domain name or id to domain UUID",
+     "Convert a domain name or id to domain UUID."},
+    {"domid", {{"domain", data, true, "domain name or uuid"}}, cmd_domid, "convert a domain name or UUID to domain id",
+     "Convert a domain name to domain id."},
+    {"domname", {{"domain", data, true, "domain id or uuid"}}, cmd_domname, "convert a domain id or UUID to domain name",
+     "Convert a domain id or UUID to domain name."},
+    {"domxml-to-native",
+     {{"format", data, true, "target config data type format (qemu-argv)"},
+      {"xml", data, true, "xml data file to export from"}},
+     cmd_domxml_to_native, "Convert domain XML to native config",
+     "Convert domain XML config to a native guest configuration format."},
+};
 
 }  // namespace covirt_sh

@@ -3,37 +3,34 @@
 #include "shell.hpp"
 
 namespace covirt_sh {
+
+using enum opt_type;
+using namespace common_opts;
 namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Host commands.
 
 awaitable<bool> cmd_nodeinfo(shell& sh, const args&) {
-  try {
-    auto n = co_await sh.conn.async_node_get_info();
-    std::string out;
-    auto line = [&](const char* label, const std::string& v) { out += format("%-20s %s\n", label, v.c_str()); };
-    line("CPU model:", n.model);
-    line("CPU(s):", std::to_string(n.cpus));
-    line("CPU frequency:", std::to_string(n.mhz) + " MHz");
-    line("CPU socket(s):", std::to_string(n.sockets));
-    line("Core(s) per socket:", std::to_string(n.cores));
-    line("Thread(s) per core:", std::to_string(n.threads));
-    line("NUMA cell(s):", std::to_string(n.nodes));
-    line("Memory size:", std::to_string(n.memory_kib) + " KiB");
-    sh.print(out);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("failed to get node information", e);
-  }
+  sh.doing("failed to get node information");
+  auto n = co_await sh.conn.async_node_get_info();
+  std::string out;
+  auto line = [&](const char* label, const std::string& v) { out += format("%-20s %s\n", label, v.c_str()); };
+  line("CPU model:", n.model);
+  line("CPU(s):", std::to_string(n.cpus));
+  line("CPU frequency:", std::to_string(n.mhz) + " MHz");
+  line("CPU socket(s):", std::to_string(n.sockets));
+  line("Core(s) per socket:", std::to_string(n.cores));
+  line("Thread(s) per core:", std::to_string(n.threads));
+  line("NUMA cell(s):", std::to_string(n.nodes));
+  line("Memory size:", std::to_string(n.memory_kib) + " KiB");
+  sh.print(out);
   co_return true;
 }
 
 awaitable<bool> cmd_capabilities(shell& sh, const args&) {
-  try {
-    sh.print(co_await sh.conn.async_get_capabilities() + "\n");
-  } catch (const covirt::error& e) {
-    co_return sh.fail("failed to get capabilities", e);
-  }
+  sh.doing("failed to get capabilities");
+  sh.print(co_await sh.conn.async_get_capabilities() + "\n");
   co_return true;
 }
 
@@ -65,38 +62,26 @@ awaitable<bool> cmd_uri(shell& sh, const args&) {
 }
 
 awaitable<bool> cmd_hostname(shell& sh, const args&) {
-  try {
-    sh.print(co_await sh.conn.async_get_hostname() + "\n");
-  } catch (const covirt::error& e) {
-    co_return sh.fail("failed to get hostname", e);
-  }
+  sh.doing("failed to get hostname");
+  sh.print(co_await sh.conn.async_get_hostname() + "\n");
   co_return true;
 }
 
 awaitable<bool> cmd_maxvcpus(shell& sh, const args& a) {
-  try {
-    sh.print(std::to_string(co_await sh.conn.async_get_max_vcpus(a.get("type").value_or(""))) + "\n");
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  sh.print(std::to_string(co_await sh.conn.async_get_max_vcpus(a.get("type").value_or(""))) + "\n");
   co_return true;
 }
 
 }  // namespace
 
-const std::vector<command>& host_commands() {
-  using enum opt_type;
-  using namespace common_opts;
-  static const std::vector<command> table = {
-      {"nodeinfo", {}, cmd_nodeinfo, "node information", "Returns basic information about the node."},
-      {"capabilities", {}, cmd_capabilities, "capabilities", "Returns capabilities of hypervisor/driver."},
-      {"version", {}, cmd_version, "show version", "Display the system version information."},
-      {"uri", {}, cmd_uri, "print the hypervisor canonical URI", "Print the hypervisor canonical URI."},
-      {"hostname", {}, cmd_hostname, "print the hypervisor hostname", "Print the hypervisor hostname."},
-      {"maxvcpus", {{"type", string, false, "domain type"}}, cmd_maxvcpus, "connection vcpu maximum",
-       "Get maximum number of virtual CPUs for a guest domain."},
-  };
-  return table;
-}
+const std::vector<command> host_commands = {
+    {"nodeinfo", {}, cmd_nodeinfo, "node information", "Returns basic information about the node."},
+    {"capabilities", {}, cmd_capabilities, "capabilities", "Returns capabilities of hypervisor/driver."},
+    {"version", {}, cmd_version, "show version", "Display the system version information."},
+    {"uri", {}, cmd_uri, "print the hypervisor canonical URI", "Print the hypervisor canonical URI."},
+    {"hostname", {}, cmd_hostname, "print the hypervisor hostname", "Print the hypervisor hostname."},
+    {"maxvcpus", {{"type", string, false, "domain type"}}, cmd_maxvcpus, "connection vcpu maximum",
+     "Get maximum number of virtual CPUs for a guest domain."},
+};
 
 }  // namespace covirt_sh

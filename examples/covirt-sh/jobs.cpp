@@ -4,6 +4,9 @@
 #include "shell.hpp"
 
 namespace covirt_sh {
+
+using enum opt_type;
+using namespace common_opts;
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -121,12 +124,9 @@ awaitable<bool> cmd_save(shell& sh, const args& a) {
   const std::string& n = a.at("domain");
   const std::string& file = a.at("file");
   job_watch w{d->name, "Save", show_progress(a)};
-  try {
-    co_await watched(sh, sh.conn.async_save(*d, file), w);
-    sh.extra(format("\nDomain '%s' saved to %s\n", n.c_str(), file.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to save domain '%s' to %s", n.c_str(), file.c_str()), e);
-  }
+  sh.doing(format("Failed to save domain '%s' to %s", n.c_str(), file.c_str()));
+  co_await watched(sh, sh.conn.async_save(*d, file), w);
+  sh.extra(format("\nDomain '%s' saved to %s\n", n.c_str(), file.c_str()));
   co_return true;
 }
 
@@ -152,12 +152,9 @@ std::string saved_domain_name(const std::string& path) {
 awaitable<bool> cmd_restore(shell& sh, const args& a) {
   const std::string& file = a.at("file");
   job_watch w{saved_domain_name(file), "Restore", show_progress(a)};
-  try {
-    co_await watched(sh, sh.conn.async_restore(file), w);
-    sh.extra(format("Domain restored from %s\n", file.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to restore domain from %s", file.c_str()), e);
-  }
+  sh.doing(format("Failed to restore domain from %s", file.c_str()));
+  co_await watched(sh, sh.conn.async_restore(file), w);
+  sh.extra(format("Domain restored from %s\n", file.c_str()));
   co_return true;
 }
 
@@ -193,11 +190,7 @@ awaitable<bool> cmd_migrate(shell& sh, const args& a) {
   // The destination is a second connection in this process: covirt's drivers are in-process.
   auto ex = co_await asio::this_coro::executor;
   covirt::connection dest;
-  try {
-    dest = co_await covirt::async_open(ex, desturi, 0u);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  dest = co_await covirt::async_open(ex, desturi, 0u);
   job_watch w{d->name, "Migration", show_progress(a)};
   bool ok = true;
   try {
@@ -253,11 +246,7 @@ awaitable<bool> cmd_domjobinfo(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
   covirt::job_info j;
-  try {
-    j = co_await sh.conn.async_get_job_info(*d);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  j = co_await sh.conn.async_get_job_info(*d);
   std::string out = format("%-17s %-12s\n", "Job type:", std::string(job_type_word(j.type)).c_str());
   if (j.type == covirt::job_type::bounded || j.type == covirt::job_type::unbounded) {
     out += format("%-17s %-12s\n", "Operation:", std::string(job_operation_word(j.operation)).c_str());
@@ -286,11 +275,7 @@ awaitable<bool> cmd_domjobinfo(shell& sh, const args& a) {
 awaitable<bool> cmd_domjobabort(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
-  try {
-    co_await sh.conn.async_abort_job(*d);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  co_await sh.conn.async_abort_job(*d);
   co_return true;
 }
 
@@ -305,67 +290,59 @@ awaitable<bool> cmd_dump(shell& sh, const args& a) {
   if (a.has("bypass-cache")) flags |= covirt::dump_flags::bypass_cache;
   if (a.has("reset")) flags |= covirt::dump_flags::reset;
   if (a.has("memory-only")) flags |= covirt::dump_flags::memory_only;
-  try {
-    co_await sh.conn.async_core_dump(*d, file, flags);
-    sh.extra(format("\nDomain '%s' dumped to %s\n", n.c_str(), file.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to core dump domain '%s' to %s", n.c_str(), file.c_str()), e);
-  }
+  sh.doing(format("Failed to core dump domain '%s' to %s", n.c_str(), file.c_str()));
+  co_await sh.conn.async_core_dump(*d, file, flags);
+  sh.extra(format("\nDomain '%s' dumped to %s\n", n.c_str(), file.c_str()));
   co_return true;
 }
 
 }  // namespace
 
-const std::vector<command>& jobs_commands() {
-  using enum opt_type;
-  using namespace common_opts;
-  static const std::vector<command> table = {
-      {"save",
-       {dom, {"file", data, true, "where to save the data"},
-        {"bypass-cache", boolean, false, "avoid file system cache when saving"},
-        {"verbose", boolean, false, "display the progress of save"}},
-       cmd_save, "save a domain state to a file", "Save the RAM state of a running domain."},
-      {"restore",
-       {{"file", data, true, "the state to restore"},
-        {"bypass-cache", boolean, false, "avoid file system cache when restoring"},
-        {"verbose", boolean, false, "covirt: display the progress of restore"}},
-       cmd_restore, "restore a domain from a saved state in a file", "Restore a domain."},
-      {"migrate",
-       {dom,
-        {"desturi", data, true,
-         "connection URI of the destination host as seen from the client(normal migration) or source(p2p migration)"},
-        {"live", boolean, false, "live migration"},
-        {"offline", boolean, false, "offline migration"},
-        {"p2p", boolean, false, "peer-2-peer migration"},
-        {"tunnelled", boolean, false, "tunnelled migration"},
-        {"persistent", boolean, false, "persist VM on destination"},
-        {"undefinesource", boolean, false, "undefine VM on source"},
-        {"suspend", boolean, false, "do not restart the domain on the destination host"},
-        {"copy-storage-all", boolean, false, "migration with non-shared storage with full disk copy"},
-        {"copy-storage-inc", boolean, false,
-         "migration with non-shared storage with incremental copy (same base image shared between source and "
-         "destination)"},
-        {"change-protection", boolean, false, "prevent any configuration changes to domain until migration ends"},
-        {"unsafe", boolean, false, "force migration even if it may be unsafe"},
-        {"verbose", boolean, false, "display the progress of migration"},
-        {"compressed", boolean, false, "compress repeated pages during live migration"},
-        {"auto-converge", boolean, false, "force convergence during live migration"},
-        {"abort-on-error", boolean, false, "abort on soft errors during migration"},
-        {"migrateuri", string, false, "migration URI, usually can be omitted", true}},
-       cmd_migrate, "migrate domain to another host", "Migrate domain to another host.  Add --live for live migration."},
-      {"domjobinfo", {dom}, cmd_domjobinfo, "domain job information",
-       "Returns information about jobs running on a domain."},
-      {"domjobabort", {dom}, cmd_domjobabort, "abort active domain job", "Aborts the currently running domain job"},
-      {"dump",
-       {dom, {"file", data, true, "where to dump the core"},
-        {"live", boolean, false, "perform a live core dump if supported"},
-        {"crash", boolean, false, "crash the domain after core dump"},
-        {"bypass-cache", boolean, false, "avoid file system cache when dumping"},
-        {"reset", boolean, false, "reset the domain after core dump"},
-        {"memory-only", boolean, false, "dump domain's memory only"}},
-       cmd_dump, "dump the core of a domain to a file for analysis", "Core dump a domain."},
-  };
-  return table;
-}
+const std::vector<command> jobs_commands = {
+    {"save",
+     {dom, {"file", data, true, "where to save the data"},
+      {"bypass-cache", boolean, false, "avoid file system cache when saving"},
+      {"verbose", boolean, false, "display the progress of save"}},
+     cmd_save, "save a domain state to a file", "Save the RAM state of a running domain."},
+    {"restore",
+     {{"file", data, true, "the state to restore"},
+      {"bypass-cache", boolean, false, "avoid file system cache when restoring"},
+      {"verbose", boolean, false, "covirt: display the progress of restore"}},
+     cmd_restore, "restore a domain from a saved state in a file", "Restore a domain."},
+    {"migrate",
+     {dom,
+      {"desturi", data, true,
+       "connection URI of the destination host as seen from the client(normal migration) or source(p2p migration)"},
+      {"live", boolean, false, "live migration"},
+      {"offline", boolean, false, "offline migration"},
+      {"p2p", boolean, false, "peer-2-peer migration"},
+      {"tunnelled", boolean, false, "tunnelled migration"},
+      {"persistent", boolean, false, "persist VM on destination"},
+      {"undefinesource", boolean, false, "undefine VM on source"},
+      {"suspend", boolean, false, "do not restart the domain on the destination host"},
+      {"copy-storage-all", boolean, false, "migration with non-shared storage with full disk copy"},
+      {"copy-storage-inc", boolean, false,
+       "migration with non-shared storage with incremental copy (same base image shared between source and "
+       "destination)"},
+      {"change-protection", boolean, false, "prevent any configuration changes to domain until migration ends"},
+      {"unsafe", boolean, false, "force migration even if it may be unsafe"},
+      {"verbose", boolean, false, "display the progress of migration"},
+      {"compressed", boolean, false, "compress repeated pages during live migration"},
+      {"auto-converge", boolean, false, "force convergence during live migration"},
+      {"abort-on-error", boolean, false, "abort on soft errors during migration"},
+      {"migrateuri", string, false, "migration URI, usually can be omitted", true}},
+     cmd_migrate, "migrate domain to another host", "Migrate domain to another host.  Add --live for live migration."},
+    {"domjobinfo", {dom}, cmd_domjobinfo, "domain job information",
+     "Returns information about jobs running on a domain."},
+    {"domjobabort", {dom}, cmd_domjobabort, "abort active domain job", "Aborts the currently running domain job"},
+    {"dump",
+     {dom, {"file", data, true, "where to dump the core"},
+      {"live", boolean, false, "perform a live core dump if supported"},
+      {"crash", boolean, false, "crash the domain after core dump"},
+      {"bypass-cache", boolean, false, "avoid file system cache when dumping"},
+      {"reset", boolean, false, "reset the domain after core dump"},
+      {"memory-only", boolean, false, "dump domain's memory only"}},
+     cmd_dump, "dump the core of a domain to a file for analysis", "Core dump a domain."},
+};
 
 }  // namespace covirt_sh

@@ -69,9 +69,10 @@ awaitable<int> run(options opt) {
   bool ok = true;
   for (const auto& pc : script) {
     try {
+      sh.doing({});
       ok = co_await pc.cmd->run(sh, pc.a);
     } catch (const covirt::error& e) {
-      ok = sh.fail("", e);
+      ok = sh.fail(sh.doing(), e);
     } catch (const std::exception& e) {  // a FILE argument that could not be read
       sh.error(e.what());
       ok = false;

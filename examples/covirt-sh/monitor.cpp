@@ -4,6 +4,9 @@
 #include "shell.hpp"
 
 namespace covirt_sh {
+
+using enum opt_type;
+using namespace common_opts;
 namespace {
 
 /// Sorted like virsh: running domains by id, then the others by name.
@@ -29,11 +32,8 @@ awaitable<bool> cmd_list(shell& sh, const args& a) {
   for (auto [name, bit] : filters)
     if (a.has(name)) flags |= bit;
   std::vector<covirt::domain_ref> doms;
-  try {
-    doms = co_await sh.conn.async_list_domains(flags);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("Failed to list domains", e);
-  }
+  sh.doing("Failed to list domains");
+  doms = co_await sh.conn.async_list_domains(flags);
   sort_domains(doms);
   if (a.has("name") || a.has("uuid")) {
     std::string out;
@@ -104,16 +104,12 @@ awaitable<bool> cmd_dominfo(shell& sh, const args& a) {
 awaitable<bool> cmd_domstate(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
-  try {
-    auto st = co_await sh.conn.async_get_state(*d);
-    if (a.has("reason"))
-      sh.print(format("%s (%s)\n", std::string(covirt::to_string(st.state)).c_str(),
-                      std::string(covirt::reason_string(st.state, st.reason)).c_str()));
-    else
-      sh.print(std::string(covirt::to_string(st.state)) + "\n");
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  auto st = co_await sh.conn.async_get_state(*d);
+  if (a.has("reason"))
+    sh.print(format("%s (%s)\n", std::string(covirt::to_string(st.state)).c_str(),
+                    std::string(covirt::reason_string(st.state, st.reason)).c_str()));
+  else
+    sh.print(std::string(covirt::to_string(st.state)) + "\n");
   co_return true;
 }
 
@@ -122,22 +118,19 @@ awaitable<bool> cmd_domblkstat(shell& sh, const args& a) {
   if (!d) co_return false;
   std::string dev = a.get("device").value_or("");
   bool human = a.has("human");
-  try {
-    auto st = co_await sh.conn.async_block_stats(*d, dev);
-    struct field { const char* name; const char* human; long long v; };
-    const field fields[] = {{"rd_req", "number of read operations:", st.rd_req},
-                            {"rd_bytes", "number of bytes read:", st.rd_bytes},
-                            {"wr_req", "number of write operations:", st.wr_req},
-                            {"wr_bytes", "number of bytes written:", st.wr_bytes},
-                            {"errs", "error count:", st.errs}};
-    if (human) sh.print(format("Device: %s\n", dev.c_str()));
-    for (const auto& f : fields) {
-      if (f.v < 0) continue;
-      if (human) sh.print(format("%-27s %lld\n", f.human, f.v));
-      else sh.print(format("%s %s %lld\n", dev.c_str(), f.name, f.v));
-    }
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to get block stats %s %s", a.at("domain").c_str(), dev.c_str()), e);
+  sh.doing(format("Failed to get block stats %s %s", a.at("domain").c_str(), dev.c_str()));
+  auto st = co_await sh.conn.async_block_stats(*d, dev);
+  struct field { const char* name; const char* human; long long v; };
+  const field fields[] = {{"rd_req", "number of read operations:", st.rd_req},
+                          {"rd_bytes", "number of bytes read:", st.rd_bytes},
+                          {"wr_req", "number of write operations:", st.wr_req},
+                          {"wr_bytes", "number of bytes written:", st.wr_bytes},
+                          {"errs", "error count:", st.errs}};
+  if (human) sh.print(format("Device: %s\n", dev.c_str()));
+  for (const auto& f : fields) {
+    if (f.v < 0) continue;
+    if (human) sh.print(format("%-27s %lld\n", f.human, f.v));
+    else sh.print(format("%s %s %lld\n", dev.c_str(), f.name, f.v));
   }
   co_return true;
 }
@@ -221,53 +214,43 @@ awaitable<bool> cmd_event(shell& sh, const args& a) {
 
 }  // namespace
 
-const std::vector<command>& monitor_commands() {
-  using enum opt_type;
-  using namespace common_opts;
-  static const std::vector<command> table = {
-      {"list",
-       {{"inactive", boolean, false, "list inactive domains"},
-        {"all", boolean, false, "list inactive & active domains"},
-        {"transient", boolean, false, "list transient domains"},
-        {"persistent", boolean, false, "list persistent domains"},
-        {"autostart", boolean, false, "list domains with autostart enabled"},
-        {"no-autostart", boolean, false, "list domains with autostart disabled"},
-        {"state-running", boolean, false, "list domains in running state"},
-        {"state-paused", boolean, false, "list domains in paused state"},
-        {"state-shutoff", boolean, false, "list domains in shutoff state"},
-        {"state-other", boolean, false, "list domains in other states"},
-        {"uuid", boolean, false, "list uuid's only"},
-        {"name", boolean, false, "list domain names only"}},
-       cmd_list, "list domains", "Returns list of domains."},
-      {"dominfo", {dom}, cmd_dominfo, "domain information", "Returns basic information about the domain."},
-      {"domstate", {dom, {"reason", boolean, false, "also print reason for the state"}}, cmd_domstate, "domain state",
-       "Returns state about a domain."},
-      {"domblkstat",
-       {dom, {"device", data, false, "block device"}, {"human", boolean, false, "print a more human readable output"}},
-       cmd_domblkstat, "get device block stats for a domain", "Get device block stats for a running domain."},
-  };
-  return table;
-}
+const std::vector<command> monitor_commands = {
+    {"list",
+     {{"inactive", boolean, false, "list inactive domains"},
+      {"all", boolean, false, "list inactive & active domains"},
+      {"transient", boolean, false, "list transient domains"},
+      {"persistent", boolean, false, "list persistent domains"},
+      {"autostart", boolean, false, "list domains with autostart enabled"},
+      {"no-autostart", boolean, false, "list domains with autostart disabled"},
+      {"state-running", boolean, false, "list domains in running state"},
+      {"state-paused", boolean, false, "list domains in paused state"},
+      {"state-shutoff", boolean, false, "list domains in shutoff state"},
+      {"state-other", boolean, false, "list domains in other states"},
+      {"uuid", boolean, false, "list uuid's only"},
+      {"name", boolean, false, "list domain names only"}},
+     cmd_list, "list domains", "Returns list of domains."},
+    {"dominfo", {dom}, cmd_dominfo, "domain information", "Returns basic information about the domain."},
+    {"domstate", {dom, {"reason", boolean, false, "also print reason for the state"}}, cmd_domstate, "domain state",
+     "Returns state about a domain."},
+    {"domblkstat",
+     {dom, {"device", data, false, "block device"}, {"human", boolean, false, "print a more human readable output"}},
+     cmd_domblkstat, "get device block stats for a domain", "Get device block stats for a running domain."},
+};
 
 
-const std::vector<command>& events_commands() {
-  using enum opt_type;
-  using namespace common_opts;
-  static const std::vector<command> table = {
-      {"event",
-       {{"domain", string, false, "filter by domain name, id or uuid"},
-        {"event", string, false, "which event type to wait for"},
-        {"all", boolean, false, "wait for all events instead of just one type"},
-        {"loop", boolean, false, "loop until timeout or interrupt, rather than one-shot"},
-        {"timeout", number, false, "timeout seconds", true},
-        {"list", boolean, false, "list valid event types"},
-        {"timestamp", boolean, false, "show timestamp for each printed event"},
-        {"background", boolean, false, "covirt: print events while the following commands run"}},
-       cmd_event, "Domain Events",
-       "List event types, or wait for domain events to occur. With --background (covirt), listen while "
-       "the rest of the script runs."},
-  };
-  return table;
-}
+const std::vector<command> events_commands = {
+    {"event",
+     {{"domain", string, false, "filter by domain name, id or uuid"},
+      {"event", string, false, "which event type to wait for"},
+      {"all", boolean, false, "wait for all events instead of just one type"},
+      {"loop", boolean, false, "loop until timeout or interrupt, rather than one-shot"},
+      {"timeout", number, false, "timeout seconds", true},
+      {"list", boolean, false, "list valid event types"},
+      {"timestamp", boolean, false, "show timestamp for each printed event"},
+      {"background", boolean, false, "covirt: print events while the following commands run"}},
+     cmd_event, "Domain Events",
+     "List event types, or wait for domain events to occur. With --background (covirt), listen while "
+     "the rest of the script runs."},
+};
 
 }  // namespace covirt_sh

@@ -3,6 +3,9 @@
 #include "shell.hpp"
 
 namespace covirt_sh {
+
+using enum opt_type;
+using namespace common_opts;
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -14,11 +17,8 @@ awaitable<bool> cmd_net_list(shell& sh, const args& a) {
   else if (a.has("inactive")) flags = covirt::network_list_flags::inactive;
   else flags = covirt::network_list_flags::active;
   std::vector<covirt::network_ref> nets;
-  try {
-    nets = co_await sh.conn.async_list_networks(flags);
-  } catch (const covirt::error& e) {
-    co_return sh.fail("Failed to list networks", e);
-  }
+  sh.doing("Failed to list networks");
+  nets = co_await sh.conn.async_list_networks(flags);
   std::sort(nets.begin(), nets.end(), [](const auto& x, const auto& y) { return x.name < y.name; });
   if (a.has("name") || a.has("uuid")) {
     std::string out;
@@ -59,38 +59,17 @@ awaitable<bool> cmd_net_info(shell& sh, const args& a) {
 awaitable<bool> cmd_net_dumpxml(shell& sh, const args& a) {
   auto n = co_await sh.network(a);
   if (!n) co_return false;
-  try {
-    sh.print(co_await sh.conn.async_get_network_xml(n->name, a.has("inactive") ? 1u : 0u));
-  } catch (const covirt::error& e) {
-    co_return sh.fail("", e);
-  }
+  sh.print(co_await sh.conn.async_get_network_xml(n->name, a.has("inactive") ? 1u : 0u));
   co_return true;
 }
 
 awaitable<bool> cmd_net_define(shell& sh, const args& a) {
   const std::string& file = a.at("file");
   std::string xml = read_file(file);
-  try {
-    auto n = co_await sh.conn.async_define_network(std::move(xml));
-    sh.extra(format("Network %s defined from %s\n", n.name.c_str(), file.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format("Failed to define network from %s", file.c_str()), e);
-  }
+  sh.doing(format("Failed to define network from %s", file.c_str()));
+  auto n = co_await sh.conn.async_define_network(std::move(xml));
+  sh.extra(format("Network %s defined from %s\n", n.name.c_str(), file.c_str()));
   co_return true;
-}
-
-
-awaitable<bool> cmd_net_undefine(shell& sh, const args& a) {
-  return simple_network_op(sh, a, COVIRT_SH_NAME_OP(async_undefine_network), "Network %s has been undefined\n",
-                                                                      "Failed to undefine network %s");
-}
-awaitable<bool> cmd_net_start(shell& sh, const args& a) {
-  return simple_network_op(sh, a, COVIRT_SH_NAME_OP(async_create_network), "Network %s started\n",
-                                                                    "Failed to start network %s");
-}
-awaitable<bool> cmd_net_destroy(shell& sh, const args& a) {
-  return simple_network_op(sh, a, COVIRT_SH_NAME_OP(async_destroy_network), "Network %s destroyed\n",
-                                                                     "Failed to destroy network %s");
 }
 
 awaitable<bool> cmd_net_autostart(shell& sh, const args& a) {
@@ -109,31 +88,33 @@ awaitable<bool> cmd_net_autostart(shell& sh, const args& a) {
   co_return true;
 }
 
+// The one-line network commands, in order: net_undefine, net_start, net_destroy.
+constexpr one_line_op<covirt::network_ref> one_line_network[] = {
+    {COVIRT_SH_CALL(async_undefine_network), "Network %s has been undefined\n", "Failed to undefine network %s"},
+    {COVIRT_SH_CALL(async_create_network), "Network %s started\n", "Failed to start network %s"},
+    {COVIRT_SH_CALL(async_destroy_network), "Network %s destroyed\n", "Failed to destroy network %s"},
+};
+
 }  // namespace
 
-const std::vector<command>& network_commands() {
-  using enum opt_type;
-  using namespace common_opts;
-  static const std::vector<command> table = {
-      {"net-list",
-       {{"inactive", boolean, false, "list inactive networks"},
-        {"all", boolean, false, "list inactive & active networks"},
-        {"uuid", boolean, false, "list uuid's only"},
-        {"name", boolean, false, "list network names only"}},
-       cmd_net_list, "list networks", "Returns list of networks."},
-      {"net-info", {net}, cmd_net_info, "network information", "Returns basic information about the network"},
-      {"net-dumpxml", {net, {"inactive", boolean, false, "show inactive defined XML"}}, cmd_net_dumpxml,
-       "network information in XML", "Output the network information as an XML dump to stdout."},
-      {"net-define", {{"file", data, true, "file containing an XML network description"}}, cmd_net_define,
-       "define an inactive persistent virtual network or modify an existing persistent one from an XML file",
-       "Define or modify a persistent virtual network."},
-      {"net-undefine", {net}, cmd_net_undefine, "undefine a persistent network", "Undefine the configuration for a persistent network."},
-      {"net-start", {net}, cmd_net_start, "start a (previously defined) inactive network", "Start a network."},
-      {"net-destroy", {net}, cmd_net_destroy, "destroy (stop) a network", "Forcefully stop a given network."},
-      {"net-autostart", {net, {"disable", boolean, false, "disable autostarting"}}, cmd_net_autostart,
-       "autostart a network", "Configure a network to be automatically started at boot."},
-  };
-  return table;
-}
+const std::vector<command> network_commands = {
+    {"net-list",
+     {{"inactive", boolean, false, "list inactive networks"},
+      {"all", boolean, false, "list inactive & active networks"},
+      {"uuid", boolean, false, "list uuid's only"},
+      {"name", boolean, false, "list network names only"}},
+     cmd_net_list, "list networks", "Returns list of networks."},
+    {"net-info", {net}, cmd_net_info, "network information", "Returns basic information about the network"},
+    {"net-dumpxml", {net, {"inactive", boolean, false, "show inactive defined XML"}}, cmd_net_dumpxml,
+     "network information in XML", "Output the network information as an XML dump to stdout."},
+    {"net-define", {{"file", data, true, "file containing an XML network description"}}, cmd_net_define,
+     "define an inactive persistent virtual network or modify an existing persistent one from an XML file",
+     "Define or modify a persistent virtual network."},
+    {"net-undefine", {net}, run_one_line<one_line_network, 0>, "undefine a persistent network", "Undefine the configuration for a persistent network."},
+    {"net-start", {net}, run_one_line<one_line_network, 1>, "start a (previously defined) inactive network", "Start a network."},
+    {"net-destroy", {net}, run_one_line<one_line_network, 2>, "destroy (stop) a network", "Forcefully stop a given network."},
+    {"net-autostart", {net, {"disable", boolean, false, "disable autostarting"}}, cmd_net_autostart,
+     "autostart a network", "Configure a network to be automatically started at boot."},
+};
 
 }  // namespace covirt_sh

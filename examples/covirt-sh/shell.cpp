@@ -5,6 +5,9 @@
 #include "shell.hpp"
 
 namespace covirt_sh {
+
+using enum opt_type;
+using namespace common_opts;
 namespace {
 
 std::string_view type_word(opt_type t) { return t == opt_type::number ? "number" : "string"; }
@@ -19,12 +22,12 @@ const std::vector<command_group>& command_groups() {
       return v;
     };
     std::vector<command_group> g = {
-        {"Domain Management", "domain", join(domain_commands(), jobs_commands())},
-        {"Domain Monitoring", "monitor", monitor_commands()},
-        {"Domain Events", "events", events_commands()},
-        {"Host and Hypervisor", "host", host_commands()},
-        {"Networking", "network", network_commands()},
-        {"Virsh itself", "virsh", shell_commands()},
+        {"Domain Management", "domain", join(domain_commands, jobs_commands)},
+        {"Domain Monitoring", "monitor", monitor_commands},
+        {"Domain Events", "events", events_commands},
+        {"Host and Hypervisor", "host", host_commands},
+        {"Networking", "network", network_commands},
+        {"Virsh itself", "virsh", shell_commands},
     };
     for (auto& group : g) std::ranges::sort(group.commands, {}, &command::name);
     return g;
@@ -434,13 +437,9 @@ std::string group_text(const command_group& g, std::string_view colon) {
   return out;
 }
 
-const std::vector<command>& shell_commands() {
-  using enum opt_type;
-  static const std::vector<command> table = {
-      {"help", {{"command", string, false, "Prints global help, command specific help, or help for a group of related commands"}},
-       cmd_help, "print help", "Prints global help, command specific help, or help for a\n    group of related commands"},
-  };
-  return table;
-}
+const std::vector<command> shell_commands = {
+    {"help", {{"command", string, false, "Prints global help, command specific help, or help for a group of related commands"}},
+     cmd_help, "print help", "Prints global help, command specific help, or help for a\n    group of related commands"},
+};
 
 }  // namespace covirt_sh

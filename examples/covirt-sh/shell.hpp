@@ -94,6 +94,8 @@ private:
 };
 
 class shell;
+/// A command: true when it succeeded. A covirt::error it throws is printed by the run loop as
+/// virsh prints a failed call's error (one "error: ..." line) and the command counts as failed.
 using handler = awaitable<bool> (*)(shell&, const args&);
 
 struct command {
@@ -121,13 +123,13 @@ inline constexpr opt_spec current{"current", opt_type::boolean, false, "affect c
 }  // namespace common_opts
 
 // Each group's table, in its own file.
-const std::vector<command>& domain_commands();   // domain.cpp
-const std::vector<command>& jobs_commands();     // jobs.cpp (also "Domain Management")
-const std::vector<command>& monitor_commands();  // monitor.cpp
-const std::vector<command>& events_commands();   // monitor.cpp
-const std::vector<command>& host_commands();     // host.cpp
-const std::vector<command>& network_commands();  // network.cpp
-const std::vector<command>& shell_commands();    // shell.cpp
+extern const std::vector<command> domain_commands;   // domain.cpp
+extern const std::vector<command> jobs_commands;     // jobs.cpp (also "Domain Management")
+extern const std::vector<command> monitor_commands;  // monitor.cpp
+extern const std::vector<command> events_commands;   // monitor.cpp
+extern const std::vector<command> host_commands;     // host.cpp
+extern const std::vector<command> network_commands;  // network.cpp
+extern const std::vector<command> shell_commands;    // shell.cpp
 
 /// virsh's groups in virsh's order, each sorted by name.
 const std::vector<command_group>& command_groups();
@@ -195,6 +197,12 @@ public:
     return false;
   }
 
+  /// What the running command is doing, for the line virsh prints before a failed call's error
+  /// ("failed to get hostname"); empty: the error line alone. The run loop clears it before
+  /// each command and prints it when the command throws covirt::error.
+  void doing(std::string what) { doing_ = std::move(what); }
+  const std::string& doing() const noexcept { return doing_; }
+
   /// A domain by id, UUID or name, in virsh's order; prints virsh's error when none matches.
   awaitable<std::optional<covirt::domain_ref>> domain(const args& a, std::string_view opt = "domain");
   /// A network by UUID or name, as virsh; prints both error lines when none matches.
@@ -210,39 +218,42 @@ private:
   static awaitable<void> run_listener(shell* sh, std::shared_ptr<listener> l);
 
   std::vector<std::shared_ptr<listener>> listeners_;
+  std::string doing_;
 };
 
-/// The commands that act on one domain or network and say so in one line: destroy, net-start, ...
-/// `find` looks the object up from the option `opt`; `done` and `failed` get the name as given.
-template <class Find, class Op>
-awaitable<bool> simple_op(shell& sh, const args& a, const char* opt, Find find, Op op, const char* done,
-                          const char* failed) {
-  auto obj = co_await find(sh, a);
-  if (!obj) co_return false;
-  const std::string& given = a.at(opt);
-  try {
-    co_await op(sh.conn, *obj);
-    sh.extra(format(done, given.c_str()));
-  } catch (const covirt::error& e) {
-    co_return sh.fail(format(failed, given.c_str()), e);
-  }
-  co_return true;
-}
+/// virsh's commands that act on one domain or network and say so in one line (destroy,
+/// net-start, ...): the call on what the lookup found, the line printed when it succeeded and
+/// the one before the error when it failed (both get the name as given). A domain is passed on
+/// by its ref, so by UUID: the domain the lookup saw, not another defined since under its name.
+template <class Ref>
+struct one_line_op {
+  awaitable<void> (*call)(covirt::connection&, const Ref&);
+  const char* done;
+  const char* failed;
+};
 
-template <class Op>
-awaitable<bool> simple_domain_op(shell& sh, const args& a, Op op, const char* done, const char* failed) {
-  return simple_op(sh, a, "domain", [](shell& sh, const args& a) { return sh.domain(a); }, op, done, failed);
-}
-
-// The one-domain and one-network operations on what the lookup found: a domain by its ref (so
-// by UUID: the domain the lookup saw, not another defined since under its name), a network by name.
 inline const covirt::domain_ref& op_key(const covirt::domain_ref& d) { return d; }
 inline const std::string& op_key(const covirt::network_ref& n) { return n.name; }
-#define COVIRT_SH_NAME_OP(api) [](covirt::connection& c, const auto& obj) { return c.api(op_key(obj)); }
+/// The call of a one_line_op: `COVIRT_SH_CALL(async_destroy)`.
+#define COVIRT_SH_CALL(api) [](covirt::connection& c, const auto& obj) { return c.api(op_key(obj)); }
 
-template <class Op>
-awaitable<bool> simple_network_op(shell& sh, const args& a, Op op, const char* done, const char* failed) {
-  return simple_op(sh, a, "network", [](shell& sh, const args& a) { return sh.network(a); }, op, done, failed);
+/// The handler of entry I of a table of one_line_ops.
+template <const auto& Ops, std::size_t I>
+awaitable<bool> run_one_line(shell& sh, const args& a) {
+  const auto& op = Ops[I];
+  constexpr bool domain = std::is_same_v<std::decay_t<decltype(op)>, one_line_op<covirt::domain_ref>>;
+  const char* opt = domain ? "domain" : "network";
+  auto find = [&] {
+    if constexpr (domain) return sh.domain(a);
+    else return sh.network(a);
+  };
+  auto obj = co_await find();
+  if (!obj) co_return false;
+  const std::string& given = a.at(opt);
+  sh.doing(format(op.failed, given.c_str()));
+  co_await op.call(sh.conn, *obj);
+  sh.extra(format(op.done, given.c_str()));
+  co_return true;
 }
 
 }  // namespace covirt_sh
