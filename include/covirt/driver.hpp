@@ -83,6 +83,23 @@ public:
 #undef COVIRT_X
 };
 
+/// A base for a driver that keeps its domains in covirt's domain list (src/common/domain_list.hpp),
+/// as libvirt's drivers keep theirs in one virDomainObjList: the list answers the rows of
+/// COVIRT_OPS_core_listed (listing, lookup, is_active, is_persistent, get_state) and get_autostart
+/// at once, and the driver's
+/// event hub its subscriptions, the same for every driver. D declares the rest of its core with
+/// COVIRT_DRIVER_OPERATIONS(core_driver) and (autostart_driver) (or the IMMEDIATE forms), befriends this
+/// class, and holds its state as `s_` with the members `ex`, `events` and `doms`; its source
+/// instantiates this class (src/common/listed_domains.hpp has the definitions).
+template <class D>
+class listed_domains : public immediate_operations<D> {
+public:
+  asio::any_io_executor get_executor() const noexcept;
+  event_stream subscribe(std::string domain);
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(core_listed)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(autostart_listed)
+};
+
 /// The core every driver has (the table's `core` rows: node facts, domain listing and lookup,
 /// the lifecycle, XML), plus its executor, its type name and its events.
 template <class D>

@@ -31,7 +31,7 @@
 #include <vector>
 
 // The operations a connection offers, one list per capability (driver.hpp has a concept for each).
-#define COVIRT_OPS_core(X)                                                                                             \
+#define COVIRT_OPS_core_driver(X)                                                                                      \
   /* Node and connection */                                                                                            \
   X(core, close, "virConnectClose", false, void, (), ())                                                               \
   X(core, get_hostname, "virConnectGetHostname", false, std::string, (), ())                                           \
@@ -40,11 +40,6 @@
   X(core, get_capabilities, "virConnectGetCapabilities", false, std::string, (), ())                                   \
   X(core, node_get_info, "virNodeGetInfo", false, node_info, (), ())                                                   \
   X(core, get_max_vcpus, "virConnectGetMaxVcpus", false, int, (std::string type), (type))                              \
-  /* Domains: listing and lookup. flags: list_flags (0: every domain). */                                              \
-  X(core, list_domains, "virConnectListAllDomains", false, std::vector<domain_ref>, (unsigned flags), (flags))         \
-  X(core, lookup_by_name, "virDomainLookupByName", false, domain_ref, (std::string name), (name))                      \
-  X(core, lookup_by_uuid, "virDomainLookupByUUIDString", false, domain_ref, (std::string uuid), (uuid))                \
-  X(core, lookup_by_id, "virDomainLookupByID", false, domain_ref, (int id), (id))                                      \
   /* Domains: definition and lifecycle. create starts a defined domain (virsh start); create_xml  */                   \
   /* starts a transient one (flags: 1 = VIR_DOMAIN_START_PAUSED).                                 */                   \
   X(core, define_xml, "virDomainDefineXML", true, domain_ref, (std::string xml), (xml))                                \
@@ -59,10 +54,21 @@
   /* Domains: state and configuration. get_xml flags: xml_flags (inactive: the next boot's). */                        \
   X(core, get_info, "virDomainGetInfo", false, domain_info, (domain_key dom), (dom))                                   \
   X(core, get_os_type, "virDomainGetOSType", false, std::string, (domain_key dom), (dom))                              \
-  X(core, get_state, "virDomainGetState", false, domain_state_info, (domain_key dom), (dom))                           \
-  X(core, get_xml, "virDomainGetXMLDesc", false, std::string, (domain_key dom, unsigned flags), (dom, flags))          \
+  X(core, get_xml, "virDomainGetXMLDesc", false, std::string, (domain_key dom, unsigned flags), (dom, flags))
+
+// The core rows every driver answers the same way, from its domain list (covirt::listed_domains
+// in driver.hpp gives them): listing and lookup (flags: list_flags, 0: every domain), the
+// domain's activity, persistence and state.
+#define COVIRT_OPS_core_listed(X)                                                                                      \
+  X(core, list_domains, "virConnectListAllDomains", false, std::vector<domain_ref>, (unsigned flags), (flags))         \
+  X(core, lookup_by_name, "virDomainLookupByName", false, domain_ref, (std::string name), (name))                      \
+  X(core, lookup_by_uuid, "virDomainLookupByUUIDString", false, domain_ref, (std::string uuid), (uuid))                \
+  X(core, lookup_by_id, "virDomainLookupByID", false, domain_ref, (int id), (id))                                      \
   X(core, is_active, "virDomainIsActive", false, bool, (domain_key dom), (dom))                                        \
-  X(core, is_persistent, "virDomainIsPersistent", false, bool, (domain_key dom), (dom))
+  X(core, is_persistent, "virDomainIsPersistent", false, bool, (domain_key dom), (dom))                                \
+  X(core, get_state, "virDomainGetState", false, domain_state_info, (domain_key dom), (dom))
+
+#define COVIRT_OPS_core(X) COVIRT_OPS_core_driver(X) COVIRT_OPS_core_listed(X)
 
 #define COVIRT_OPS_set_memory(X)                                                                                       \
   /* flags: modify::live / config / mem_maximum, as virDomainSetMemoryFlags. */                                        \
@@ -73,9 +79,12 @@
   /* flags: modify::live / config / vcpu_maximum, as virDomainSetVcpusFlags. */                                        \
   X(set_vcpus, set_vcpus, "virDomainSetVcpusFlags", true, void, (domain_key dom, unsigned count, unsigned flags), (dom, count, flags))
 
-#define COVIRT_OPS_autostart(X)                                                                                        \
-  X(autostart, get_autostart, "virDomainGetAutostart", false, bool, (domain_key dom), (dom))                           \
+// get_autostart is answered by the domain list (covirt::listed_domains), set_autostart by the driver.
+#define COVIRT_OPS_autostart_listed(X)                                                                                 \
+  X(autostart, get_autostart, "virDomainGetAutostart", false, bool, (domain_key dom), (dom))
+#define COVIRT_OPS_autostart_driver(X)                                                                                 \
   X(autostart, set_autostart, "virDomainSetAutostart", true, void, (domain_key dom, bool on), (dom, on))
+#define COVIRT_OPS_autostart(X) COVIRT_OPS_autostart_listed(X) COVIRT_OPS_autostart_driver(X)
 
 #define COVIRT_OPS_save_restore(X)                                                                                     \
   /* save: the guest's state to `path`, then it stops (shut off, reason saved); restore starts it again. */            \

@@ -135,7 +135,7 @@ public:
     if (auto d = find_uuid(*uuid)) return d->ref();
     return fail(diag, errc::no_domain, "no domain with matching uuid " + quote_name(*uuid));
   }
-  // virDomainIsActive, virDomainIsPersistent, virDomainGetAutostart.
+  // virDomainIsActive, virDomainIsPersistent, virDomainGetState, virDomainGetAutostart.
   result<bool> is_active(const domain_key& key, diagnostics& diag) const {
     auto d = get(key, diag);
     if (!d) return failure(d.error());
@@ -145,6 +145,11 @@ public:
     auto d = get(key, diag);
     if (!d) return failure(d.error());
     return (*d)->persistent;
+  }
+  result<domain_state_info> get_state(const domain_key& key, diagnostics& diag) const {
+    auto d = get(key, diag);
+    if (!d) return failure(d.error());
+    return domain_state_info{(*d)->state, (*d)->reason};
   }
   result<bool> autostart(const domain_key& key, diagnostics& diag) const {
     auto d = get(key, diag);

@@ -1,6 +1,7 @@
 // The QEMU driver's face: open and close (one state folder, one owner), the node's answers
 // (hostname, version, capabilities, node info), lookups and the read-only domain queries.
 #include "driver_state.hpp"
+#include "../common/listed_domains.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -107,7 +108,6 @@ driver::~driver() {
   if (s_ && !share_) s_->close_all();  // never opened; an opened one closes with its share
 }
 
-asio::any_io_executor driver::get_executor() const noexcept { return s_->ex; }
 
 void driver::set_kvm_probe(std::function<bool()> probe) { s_->kvm_probe = std::move(probe); }
 
@@ -317,17 +317,6 @@ op<node_info> driver::node_get_info(diagnostics&) {
 
 op<int> driver::get_max_vcpus(std::string_view, diagnostics&) { co_return 255; }
 
-op<std::vector<domain_ref>> driver::list_domains(unsigned flags, diagnostics&) { co_return s_->doms.list(flags); }
-
-op<domain_ref> driver::lookup_by_name(std::string_view name, diagnostics& diag) {
-  co_return s_->doms.lookup_by_name(name, diag);
-}
-
-op<domain_ref> driver::lookup_by_uuid(std::string_view text, diagnostics& diag) {
-  co_return s_->doms.lookup_by_uuid(text, diag);
-}
-
-op<domain_ref> driver::lookup_by_id(int id, diagnostics& diag) { co_return s_->doms.lookup_by_id(id, diag); }
 
 
 op<domain_info> driver::get_info(const domain_key& key, diagnostics& diag) {
@@ -379,12 +368,6 @@ op<std::string> driver::get_os_type(const domain_key& key, diagnostics& diag) {
   co_return (*d)->def.os.type.empty() ? std::string("hvm") : (*d)->def.os.type;
 }
 
-op<domain_state_info> driver::get_state(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) co_return failure(d.error());
-  co_return domain_state_info{(*d)->state, (*d)->reason};
-}
-
 op<std::string> driver::get_xml(const domain_key& key, unsigned flags, diagnostics& diag) {
   auto d = s_->get(key, diag);
   if (!d) co_return failure(d.error());
@@ -396,10 +379,10 @@ op<std::string> driver::get_xml(const domain_key& key, unsigned flags, diagnosti
   co_return format_domain_xml(x.def, opt);
 }
 
-op<bool> driver::is_active(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_active(key, diag); }
 
-op<bool> driver::is_persistent(const domain_key& key, diagnostics& diag) { co_return s_->doms.is_persistent(key, diag); }
 
-event_stream driver::subscribe(std::string domain) { return s_->events.subscribe(s_->ex, std::move(domain)); }
 
 }  // namespace covirt::qemu
+
+// Listing, lookup and subscriptions, answered by the domain list and the event hub.
+template class covirt::listed_domains<covirt::qemu::driver>;

@@ -53,7 +53,6 @@ op<void> driver::set_memory(const domain_key& key, std::uint64_t kib, unsigned f
   co_return result<void>{};
 }
 
-op<bool> driver::get_autostart(const domain_key& key, diagnostics& diag) { co_return s_->doms.autostart(key, diag); }
 
 op<void> driver::set_autostart(const domain_key& key, bool on, diagnostics& diag) {
   auto s = s_;

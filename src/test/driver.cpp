@@ -3,6 +3,7 @@
 #include <covirt/test/normalize.hpp>
 
 #include "../common/domain_list.hpp"
+#include "../common/listed_domains.hpp"
 #include <covirt/test/driver.hpp>
 
 #include <pugixml.hpp>
@@ -169,12 +170,8 @@ struct driver::state {
   }
 };
 
-driver::driver(asio::any_io_executor ex) : s_(std::make_unique<state>()) { s_->ex = std::move(ex); }
-driver::driver(driver&&) noexcept = default;
-driver& driver::operator=(driver&&) noexcept = default;
-driver::~driver() = default;
+driver::driver(asio::any_io_executor ex) : s_(new state, [](state* s) { delete s; }) { s_->ex = std::move(ex); }
 
-asio::any_io_executor driver::get_executor() const noexcept { return s_->ex; }
 
 result<void> driver::load_default(diagnostics& diag) {
   // libvirt's default domain runs for no recorded reason: `domstate --reason test` says "running (unknown)".
@@ -263,17 +260,6 @@ result<node_info> driver::node_get_info_now(diagnostics&) { return s_->node; }
 
 result<int> driver::get_max_vcpus_now(std::string_view, diagnostics&) { return max_vcpus; }
 
-result<std::vector<domain_ref>> driver::list_domains_now(unsigned flags, diagnostics&) { return s_->doms.list(flags); }
-
-result<domain_ref> driver::lookup_by_name_now(std::string_view name, diagnostics& diag) {
-  return s_->doms.lookup_by_name(name, diag);
-}
-
-result<domain_ref> driver::lookup_by_uuid_now(std::string_view text, diagnostics& diag) {
-  return s_->doms.lookup_by_uuid(text, diag);
-}
-
-result<domain_ref> driver::lookup_by_id_now(int id, diagnostics& diag) { return s_->doms.lookup_by_id(id, diag); }
 
 result<domain_ref> driver::define_xml_now(std::string_view xml, diagnostics& diag) {
   auto def = parse_domain_xml(xml, diag);
@@ -399,12 +385,6 @@ result<std::string> driver::get_os_type_now(const domain_key& key, diagnostics& 
   return std::string("linux");
 }
 
-result<domain_state_info> driver::get_state_now(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) return failure(d.error());
-  return domain_state_info{(*d)->state, (*d)->reason};
-}
-
 result<std::string> driver::get_xml_now(const domain_key& key, unsigned flags, diagnostics& diag) {
   auto found = s_->get(key, diag);
   if (!found) return failure(found.error());
@@ -422,11 +402,8 @@ result<std::string> driver::get_xml_now(const domain_key& key, unsigned flags, d
   return d->xml_cache;
 }
 
-result<bool> driver::is_active_now(const domain_key& key, diagnostics& diag) { return s_->doms.is_active(key, diag); }
 
-result<bool> driver::is_persistent_now(const domain_key& key, diagnostics& diag) { return s_->doms.is_persistent(key, diag); }
 
-event_stream driver::subscribe(std::string domain) { return s_->events.subscribe(s_->ex, std::move(domain)); }
 
 // virDomainObjUpdateModificationImpact: "current" is live on a running domain, config otherwise.
 static result<std::pair<bool, bool>> impact(const dom& d, unsigned flags, diagnostics& diag) {
@@ -505,7 +482,6 @@ result<void> driver::set_vcpus_now(const domain_key& key, unsigned count, unsign
   return result<void>{};
 }
 
-result<bool> driver::get_autostart_now(const domain_key& key, diagnostics& diag) { return s_->doms.autostart(key, diag); }
 
 result<void> driver::set_autostart_now(const domain_key& key, bool on, diagnostics& diag) {
   auto d = s_->get(key, diag);
@@ -628,3 +604,6 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
 }
 
 }  // namespace covirt::test
+
+// Listing, lookup and subscriptions, answered by the domain list and the event hub.
+template class covirt::listed_domains<covirt::test::driver>;

@@ -7,8 +7,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <covirt/error.hpp>
+
 #include <chrono>
 #include <exception>
+#include <string>
 
 namespace covirt::test_support {
 
@@ -28,6 +31,25 @@ void run_coro(F f, std::chrono::steady_clock::duration limit = std::chrono::seco
   ioc.run_for(limit);
   if (error) std::rethrow_exception(error);
   if (!done) FAIL("the coroutine did not finish within the time limit");
+}
+
+// What a failed awaitable threw (threw false: it did not): the code, the driver's words, and what().
+struct thrown {
+  bool threw = false;
+  covirt::error_code ec;
+  std::string message;
+  std::string what;
+};
+
+template <class T>
+asio::awaitable<thrown> catch_error(asio::awaitable<T> a) {
+  thrown t;
+  try {
+    co_await std::move(a);
+  } catch (const covirt::error& e) {
+    t = thrown{true, e.code(), e.message(), e.what()};
+  }
+  co_return t;
 }
 
 }  // namespace covirt::test_support

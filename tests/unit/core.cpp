@@ -45,30 +45,13 @@ namespace asio = boost::asio;
 using covirt::errc;
 using covirt::error_code;
 using covirt::test_support::run_coro;
+using covirt::test_support::catch_error;
+using covirt::test_support::thrown;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
 using namespace std::chrono_literals;
 
 namespace {
-
-// What a failed awaitable threw: the code, the driver's words, and what().
-struct thrown {
-  bool threw = false;
-  error_code ec;
-  std::string message;
-  std::string what;
-};
-
-template <class T>
-asio::awaitable<thrown> catch_error(asio::awaitable<T> a) {
-  thrown t;
-  try {
-    co_await std::move(a);
-  } catch (const covirt::error& e) {
-    t = thrown{true, e.code(), e.message(), e.what()};
-  }
-  co_return t;
-}
 
 covirt::uri parse_ok(std::string_view text) {
   covirt::diagnostics diag;

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/data.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,33 +18,10 @@
 #include <unistd.h>
 
 using namespace covirt;
+using covirt_test::read_data;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path data_dir() {
-  if (const char* env = std::getenv("COVIRT_TEST_DATA"); env && fs::exists(fs::path(env) / "xml"))
-    return fs::path(env) / "xml";
-  if (const char* root = std::getenv("COVIRT_SOURCE_ROOT");
-      root && fs::exists(fs::path(root) / "tests" / "data" / "xml" / "minimal.xml"))
-    return fs::path(root) / "tests" / "data" / "xml";
-  fs::path here = fs::path(__FILE__).parent_path();  // tests/unit (maybe relative to the build dir)
-  for (fs::path cand : {here / ".." / "data" / "xml", fs::current_path() / here / ".." / "data" / "xml"})
-    if (fs::exists(cand / "minimal.xml")) return cand;
-  for (fs::path p = fs::current_path(); !p.empty() && p != p.root_path(); p = p.parent_path())
-    if (fs::exists(p / "tests" / "data" / "xml" / "minimal.xml")) return p / "tests" / "data" / "xml";
-  return {};
-}
-
-std::string read_data(const std::string& name) {
-  fs::path dir = data_dir();
-  REQUIRE(!dir.empty());
-  std::ifstream in(dir / name, std::ios::binary);
-  REQUIRE(in.good());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 bool have_tool(const char* tool) {
   std::string cmd = std::string("command -v ") + tool + " >/dev/null 2>&1";

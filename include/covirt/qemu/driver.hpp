@@ -25,7 +25,7 @@
 namespace covirt::qemu {
 
 /// The QEMU driver. Not thread-safe: use it from its executor.
-class driver {
+class driver : public listed_domains<driver> {
 public:
   explicit driver(asio::any_io_executor ex);
   driver(driver&&) noexcept;
@@ -42,15 +42,14 @@ public:
   /// For tests: replaces the /dev/kvm probe (access(R_OK|W_OK)) used when a domain starts.
   void set_kvm_probe(std::function<bool()> probe);
 
-  asio::any_io_executor get_executor() const noexcept;
   std::string_view type_name() const noexcept { return "QEMU"; }
-  event_stream subscribe(std::string domain);
 
-  // The table's operations (covirt/operations.hpp), with its signatures.
-  COVIRT_DRIVER_OPERATIONS(core)
+  // The table's operations (covirt/operations.hpp), with its signatures; listing and lookup
+  // come from listed_domains, answered at once by the domain list.
+  COVIRT_DRIVER_OPERATIONS(core_driver)
   /// set_memory flags: modify::live (QMP balloon), modify::config (the definition), modify::mem_maximum.
   COVIRT_DRIVER_OPERATIONS(set_memory)
-  COVIRT_DRIVER_OPERATIONS(autostart)
+  COVIRT_DRIVER_OPERATIONS(autostart_driver)
   /// save: pauses the guest, migrates its state into the file (after a covirt header holding the
   /// domain XML), then stops QEMU: shut off, reason saved, event stopped/saved. restore: starts
   /// QEMU with -incoming defer and feeds it the saved state; event started/restored.
@@ -76,6 +75,7 @@ public:
   struct state;
 
 private:
+  friend listed_domains<driver>;
   std::shared_ptr<state> s_;
   std::shared_ptr<void> share_;  // this driver's hold on a state shared by every connection to its directories
 };

@@ -9,12 +9,10 @@
 namespace covirt::test {
 
 /// In-memory hypervisor. All operations complete without I/O; not thread-safe.
-class driver : public immediate_operations<driver> {
+class driver : public listed_domains<driver> {
 public:
+  /// Movable, not copyable (the compiler's own members: the state's deleter is a function).
   explicit driver(asio::any_io_executor ex);
-  driver(driver&&) noexcept;
-  driver& operator=(driver&&) noexcept;
-  ~driver();
 
   /// libvirt's test:///default: domain "test" running (id 1), network "default" active.
   result<void> load_default(diagnostics& diag);
@@ -24,22 +22,21 @@ public:
   /// test:///default loads the default; test:///ABSOLUTE/FILE.xml a node file.
   op<void> open(const uri& u, unsigned flags, diagnostics& diag);
 
-  asio::any_io_executor get_executor() const noexcept;
   std::string_view type_name() const noexcept { return "TEST"; }
-  event_stream subscribe(std::string domain);
 
   // The table's operations (covirt/operations.hpp), with its signatures, answered at once:
   // NAME_now here, the coroutine NAME from immediate_operations. set_max_memory is
   // set_memory with modify::mem_maximum.
-  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(core)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(core_driver)
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(set_memory)
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(set_vcpus)
-  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(autostart)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(autostart_driver)
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(networks)
 
 private:
+  friend listed_domains<driver>;
   struct state;
-  std::unique_ptr<state> s_;
+  std::unique_ptr<state, void (*)(state*)> s_;
 };
 
 static_assert(covirt::driver<driver>);
