@@ -98,6 +98,9 @@ public:
   event_stream subscribe(std::string domain);
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(core_listed)
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(autostart_listed)
+
+private:
+  auto& doms() { return static_cast<D*>(this)->s_->doms; }
 };
 
 /// The core every driver has (the table's `core` rows: node facts, domain listing and lookup,

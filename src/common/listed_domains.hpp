@@ -17,45 +17,13 @@ event_stream listed_domains<D>::subscribe(std::string domain) {
   auto& s = *static_cast<D*>(this)->s_;
   return s.events.subscribe(s.ex, std::move(domain));
 }
-
-template <class D>
-result<std::vector<domain_ref>> listed_domains<D>::list_domains_now(unsigned flags, diagnostics&) {
-  return static_cast<D*>(this)->s_->doms.list(flags);
-}
-
-template <class D>
-result<domain_ref> listed_domains<D>::lookup_by_name_now(std::string_view name, diagnostics& diag) {
-  return static_cast<D*>(this)->s_->doms.lookup_by_name(name, diag);
-}
-
-template <class D>
-result<domain_ref> listed_domains<D>::lookup_by_uuid_now(std::string_view uuid, diagnostics& diag) {
-  return static_cast<D*>(this)->s_->doms.lookup_by_uuid(uuid, diag);
-}
-
-template <class D>
-result<domain_ref> listed_domains<D>::lookup_by_id_now(int id, diagnostics& diag) {
-  return static_cast<D*>(this)->s_->doms.lookup_by_id(id, diag);
-}
-
-template <class D>
-result<bool> listed_domains<D>::is_active_now(const domain_key& key, diagnostics& diag) {
-  return static_cast<D*>(this)->s_->doms.is_active(key, diag);
-}
-
-template <class D>
-result<bool> listed_domains<D>::is_persistent_now(const domain_key& key, diagnostics& diag) {
-  return static_cast<D*>(this)->s_->doms.is_persistent(key, diag);
-}
-
-template <class D>
-result<domain_state_info> listed_domains<D>::get_state_now(const domain_key& key, diagnostics& diag) {
-  return static_cast<D*>(this)->s_->doms.get_state(key, diag);
-}
-
-template <class D>
-result<bool> listed_domains<D>::get_autostart_now(const domain_key& key, diagnostics& diag) {
-  return static_cast<D*>(this)->s_->doms.autostart(key, diag);
-}
+template <class D> result<std::vector<domain_ref>> listed_domains<D>::list_domains_now(unsigned f, diagnostics&) { return doms().list(f); }
+template <class D> result<domain_ref> listed_domains<D>::lookup_by_name_now(std::string_view n, diagnostics& g) { return doms().lookup_by_name(n, g); }
+template <class D> result<domain_ref> listed_domains<D>::lookup_by_uuid_now(std::string_view u, diagnostics& g) { return doms().lookup_by_uuid(u, g); }
+template <class D> result<domain_ref> listed_domains<D>::lookup_by_id_now(int id, diagnostics& g) { return doms().lookup_by_id(id, g); }
+template <class D> result<bool> listed_domains<D>::is_active_now(const domain_key& k, diagnostics& g) { return doms().is_active(k, g); }
+template <class D> result<bool> listed_domains<D>::is_persistent_now(const domain_key& k, diagnostics& g) { return doms().is_persistent(k, g); }
+template <class D> result<domain_state_info> listed_domains<D>::get_state_now(const domain_key& k, diagnostics& g) { return doms().get_state(k, g); }
+template <class D> result<bool> listed_domains<D>::get_autostart_now(const domain_key& k, diagnostics& g) { return doms().autostart(k, g); }
 
 }  // namespace covirt

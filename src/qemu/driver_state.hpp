@@ -130,6 +130,9 @@ std::string host_arch();
 
 // libvirt's defaults at define time that the QEMU driver needs to be explicit about.
 void apply_defaults(domain_config& d);
+// A definition this driver takes (define, create, restore, an incoming migration): parsed, its
+// name fit for a file name, the defaults applied, of type qemu or kvm.
+result<domain_config> parse_definition(std::string_view xml, diagnostics& diag);
 
 inline bool has_balloon(const domain_config& d) {
   return d.devices.memballoon && d.devices.memballoon->model != "none";
@@ -183,8 +186,19 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
 
   using job_guard = covirt::detail::job_guard<dom_ptr>;
 
-  // Looks the domain up and takes its job.
-  asio::awaitable<result<dom_ptr>> begin_job(const domain_key& key, diagnostics& diag, job_guard& g);
+  // A domain's job, held until this goes out of scope (libvirt's BeginJob ... EndJob): the state
+  // (kept alive while the job runs: the job may outlive the driver object), the domain and, when
+  // the job needs a running guest, its runtime.
+  struct held_job {
+    std::shared_ptr<state> s;
+    job_guard guard;
+    std::shared_ptr<runtime> rt;
+    std::tuple<std::shared_ptr<state>, dom_ptr, std::shared_ptr<runtime>> parts() const { return {s, guard.d, rt}; }
+  };
+  enum class need { defined, running };
+  // Looks the domain up and takes its job; need::running: fails "domain is not running" unless it runs.
+  static asio::awaitable<result<held_job>> begin_job(std::shared_ptr<state> s, const domain_key& key,
+                                                     diagnostics& diag, need n = need::defined);
 
   // ------------------------------------------------------------------ QMP
 
@@ -233,6 +247,11 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   asio::awaitable<result<json::value>> wait_migration(std::shared_ptr<runtime> rt, diagnostics& diag,
                                                       std::chrono::steady_clock::duration limit,
                                                       std::string_view what, bool outgoing);
+  // Sends the guest's state to `uri` (QMP migrate) and waits for it as above. On failure the code
+  // is operation_aborted for a cancellation, else what command_failed makes of QEMU's error.
+  asio::awaitable<result<void>> migrate_out(const dom_ptr& d, std::shared_ptr<runtime> rt, std::string uri,
+                                            std::chrono::steady_clock::duration limit, std::string_view what,
+                                            diagnostics& diag);
 
   // Definitions are written durably (fsync): on the file thread, while the io_context goes on.
   struct file_outcome {
@@ -275,12 +294,12 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   op<void> dump_job(const domain_key& key, std::string path, unsigned flags, diagnostics& diag);
   // attach/detach: the device from its XML, the domain with its job taken, and where the change goes.
   struct device_change {
+    held_job job;
     device_variant dev;
-    dom_ptr d;
     bool live = false, config = false;
   };
   asio::awaitable<result<device_change>> begin_device_job(const domain_key& key, std::string_view xml, unsigned flags,
-                                                          diagnostics& diag, job_guard& g);
+                                                          diagnostics& diag);
   op<void> attach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag);
   op<void> detach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag);
   op<std::string> prepare_job(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag);

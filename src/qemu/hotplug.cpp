@@ -330,31 +330,28 @@ op<void> driver::attach_device(const domain_key& key, std::string_view xml, unsi
 }
 
 asio::awaitable<result<driver::state::device_change>> driver::state::begin_device_job(
-    const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag, job_guard& g) {
+    const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {
   auto dev = parse_device_xml(xml, diag);
   if (!dev) co_return dev.error();
-  auto r = co_await begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
+  auto j = co_await begin_job(shared_from_this(), key, diag);
+  if (!j) co_return j.error();
+  const dom_ptr& d = j->guard.d;
   auto how = impact(flags, d->active() && d->rt, d->persistent, diag);
   if (!how) co_return how.error();
-  co_return device_change{std::move(*dev), d, how->first, how->second};
+  co_return device_change{std::move(*j), std::move(*dev), how->first, how->second};
 }
 
 op<void> driver::state::attach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {
-  auto s = shared_from_this();
-  job_guard g;
-  auto c = co_await s->begin_device_job(key, xml, flags, diag, g);
-  if (!c) co_return failure(c.error());
-  device_variant& dev = c->dev;
-  dom_ptr d = c->d;
-  const bool live = c->live, config = c->config;
+  auto c = co_await begin_device_job(key, xml, flags, diag);
+  if (!c) co_return c.error();
+  auto& [job, dev, live, config] = *c;
+  auto [s, d, rt] = job.parts();
   if (auto* n = std::get_if<interface_def>(&dev); n && n->mac.empty()) n->mac = random_mac();
   if (config)
     if (auto ok = check_new_device(d->persistent_def(), dev, diag); !ok) co_return ok.error();
   if (live) {
     if (auto ok = check_new_device(d->def, dev, diag); !ok) co_return ok.error();
-    if (auto h = co_await s->hotplug(d, d->rt, dev, diag); !h) co_return h.error();
+    if (auto h = co_await s->hotplug(d, rt, dev, diag); !h) co_return h.error();
   }
   if (config) {
     domain_config next = d->persistent_def();
@@ -376,13 +373,10 @@ op<void> driver::detach_device(const domain_key& key, std::string_view xml, unsi
 }
 
 op<void> driver::state::detach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {
-  auto s = shared_from_this();
-  job_guard g;
-  auto c = co_await s->begin_device_job(key, xml, flags, diag, g);
-  if (!c) co_return failure(c.error());
-  device_variant& dev = c->dev;
-  dom_ptr d = c->d;
-  const bool live = c->live, config = c->config;
+  auto c = co_await begin_device_job(key, xml, flags, diag);
+  if (!c) co_return c.error();
+  auto& [job, dev, live, config] = *c;
+  auto [s, d, rt] = job.parts();
   std::optional<std::size_t> in_config;
   if (config) {
     auto at = find_device(d->persistent_def(), dev, diag);
@@ -402,7 +396,6 @@ op<void> driver::state::detach_job(const domain_key& key, std::string_view xml, 
       id = d->def.devices.interfaces[*at].alias;
       if (id.empty()) co_return fail(diag, errc::operation_unsupported, "this interface has no device alias to unplug");
     }
-    auto rt = d->rt;
     auto wait = std::make_shared<asio::steady_timer>(s->ex, 5s);
     rt->unplugs[id] = wait;
     json::object a;

@@ -4,13 +4,15 @@
 
 namespace covirt::qemu {
 
-asio::awaitable<result<dom_ptr>> driver::state::begin_job(const domain_key& key, diagnostics& diag, job_guard& g) {
-  auto d = get(key, diag);
-  if (!d) co_return d;
+asio::awaitable<result<driver::state::held_job>> driver::state::begin_job(std::shared_ptr<state> s, const domain_key& key,
+                                                                          diagnostics& diag, need n) {
+  auto d = s->get(key, diag);
+  if (!d) co_return d.error();
   dom_ptr p = *d;
   if (!co_await p->job.acquire()) co_return fail(diag, errc::operation_aborted, "waiting for a job on domain " + q(p->def.name) + " was cancelled");
-  g.d = p;
-  co_return p;
+  held_job j{std::move(s), job_guard(p), p->rt};
+  if (n == need::running && (!p->active() || !j.rt)) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  co_return j;
 }
 
 asio::awaitable<bool> driver::state::caller_cancelled() {

@@ -28,6 +28,16 @@ void apply_defaults(domain_config& d) {
   d.has_devices = true;
 }
 
+result<domain_config> parse_definition(std::string_view xml, diagnostics& diag) {
+  auto def = parse_domain_xml(xml, diag);
+  if (!def) return def.error();
+  if (auto r = check_name_for_file(def->name, diag); !r) return r.error();
+  apply_defaults(*def);
+  if (def->type != "qemu" && def->type != "kvm")
+    return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
+  return def;
+}
+
 std::string marker_for(const domain_config& d) {
   // A comma in the name is doubled on QEMU's command line; the uuid is always plain.
   if (d.name.find(',') != std::string::npos) return d.uuid;
@@ -379,13 +389,9 @@ void driver::state::close_all() {
 
 op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   auto s = s_;
-  auto def = parse_domain_xml(xml, diag);
+  auto def = parse_definition(xml, diag);
   if (!def) co_return def.error();
-  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
   if (auto r = files_for(s->dirs, def->name, diag); !r) co_return r.error();
-  apply_defaults(*def);
-  if (def->type != "qemu" && def->type != "kvm")
-    co_return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
   auto at = s->admit(*def, false, diag);
   if (!at) co_return at.error();
   std::string text = format_domain_xml(*def);
@@ -414,11 +420,9 @@ op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
 }
 
 op<void> driver::undefine(const domain_key& key, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
+  auto j = co_await state::begin_job(s_, key, diag);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
   if (!d->persistent) co_return fail(diag, errc::operation_invalid, "cannot undefine transient domain");
   if (auto rr = co_await s->store_definition(d->def.name, std::nullopt, diag); !rr) co_return rr.error();
   d->autostart = false;  // its link went with the definition
@@ -431,11 +435,10 @@ op<void> driver::undefine(const domain_key& key, diagnostics& diag) {
 }
 
 op<void> driver::create(const domain_key& key, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
+  auto j = co_await state::begin_job(s_, key, diag);
+  if (!j) co_return j.error();
+  auto s = j->s;  // locals, not a structured binding: the lambda below captures them (clang 14)
+  dom_ptr d = j->guard.d;
   if (d->active()) co_return fail(diag, errc::operation_invalid, "domain is already running");
   if (s->find(d->def.name) != d) co_return fail(diag, errc::no_domain, "no domain with matching name " + q(d->def.name));
   s->doms.begin_run(*d);  // the live copy may change; the definition stays
@@ -478,38 +481,26 @@ op<domain_ref> driver::state::start_live(domain_config def, bool paused, std::op
 
 op<domain_ref> driver::create_xml(std::string_view xml, unsigned flags, diagnostics& diag) {
   auto s = s_;
-  auto def = parse_domain_xml(xml, diag);
+  auto def = parse_definition(xml, diag);
   if (!def) co_return def.error();
-  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
-  apply_defaults(*def);
-  if (def->type != "qemu" && def->type != "kvm")
-    co_return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
   co_return co_await state::cleanup_on_cancel<domain_ref>([&] {
     return s->start_live(std::move(*def), (flags & start_paused_flag) != 0, std::nullopt, "create", diag);
   });
 }
 
 op<void> driver::destroy(const domain_key& key, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  auto rt = d->rt;
+  auto j = co_await state::begin_job(s_, key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
   rt->intent = stop_intent{reason::destroyed, event_detail::stopped_destroyed};
   co_await s->kill(d, rt);
   co_return result<void>{};
 }
 
 op<void> driver::state::simple_command(const domain_key& key, std::string cmd, diagnostics& diag, bool reboot) {
-  auto s = shared_from_this();  // the job may outlive the driver object
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  auto rt = d->rt;
+  auto j = co_await state::begin_job(shared_from_this(), key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
   if (reboot) rt->fake_reboot = true;
   auto res = co_await s->call(rt, cmd, {}, diag);
   if (!res) {
@@ -532,16 +523,12 @@ op<void> driver::reboot(const domain_key& key, diagnostics& diag) {
 }
 
 op<void> driver::suspend(const domain_key& key, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  auto j = co_await state::begin_job(s_, key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
   if (d->state == domain_state::paused) co_return result<void>{};  // libvirt: nothing to do
   if (d->state == domain_state::pmsuspended)
     co_return fail(diag, errc::operation_invalid, "domain is pmsuspended");
-  auto rt = d->rt;
   rt->expect_stop = true;
   std::string cmd = "stop";
   auto res = co_await s->call(rt, cmd, {}, diag);
@@ -555,17 +542,13 @@ op<void> driver::suspend(const domain_key& key, diagnostics& diag) {
 }
 
 op<void> driver::resume(const domain_key& key, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  auto j = co_await state::begin_job(s_, key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
   if (d->state == domain_state::pmsuspended)
     co_return fail(diag, errc::operation_invalid, "domain is pmsuspended");
   if (d->state != domain_state::paused && d->state != domain_state::crashed)
     co_return fail(diag, errc::operation_invalid, "domain is not paused");
-  auto rt = d->rt;
   std::string cmd = "cont";
   auto res = co_await s->call(rt, cmd, {}, diag);
   if (!res) co_return s->command_failed(d, rt, res.error(), diag);

@@ -79,6 +79,18 @@ op<std::string> driver::migrate_begin(const domain_key& key, unsigned flags, dia
   co_return format_domain_xml(d->def);
 }
 
+asio::awaitable<result<void>> driver::state::migrate_out(const dom_ptr& d, std::shared_ptr<runtime> rt, std::string uri,
+                                                        std::chrono::steady_clock::duration limit,
+                                                        std::string_view what, diagnostics& diag) {
+  json::object a;
+  a["uri"] = std::move(uri);
+  std::string migrate = "migrate";
+  auto mr = co_await call(rt, migrate, std::move(a), diag);
+  if (mr) mr = co_await wait_migration(rt, diag, limit, what, true);
+  if (!mr) co_return mr.error() == errc::operation_aborted ? failure(mr.error()) : command_failed(d, rt, mr.error(), diag);
+  co_return result<void>{};
+}
+
 op<std::string> driver::migrate_prepare(std::string_view xml, std::string_view uri, unsigned flags, diagnostics& diag) {
   return state::cleanup_on_cancel<std::string>([s = s_, xml = std::string(xml), uri = std::string(uri), flags, &diag] {
     return s->prepare_job(xml, uri, flags, diag);
@@ -87,12 +99,8 @@ op<std::string> driver::migrate_prepare(std::string_view xml, std::string_view u
 
 op<std::string> driver::state::prepare_job(std::string_view xml, std::string_view uri_in, unsigned, diagnostics& diag) {
   auto s = shared_from_this();
-  auto def = parse_domain_xml(xml, diag);
+  auto def = parse_definition(xml, diag);
   if (!def) co_return def.error();
-  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
-  apply_defaults(*def);
-  if (def->type != "qemu" && def->type != "kvm")
-    co_return fail(diag, errc::config_unsupported, "emulator type " + q(def->type) + " is not supported by the QEMU driver");
   // tcp://HOST[:PORT] (virsh --migrateuri) or QEMU's tcp:HOST:PORT; the default host is loopback.
   std::string host = "127.0.0.1", port;
   std::string_view u = uri_in;
@@ -156,13 +164,11 @@ op<void> driver::migrate_perform(const domain_key& key, std::string_view uri, co
 
 op<void> driver::state::perform_job(const domain_key& key, std::string_view uri, migrate_options opt, diagnostics& diag) {
   const unsigned flags = opt.flags;
-  auto s = shared_from_this();
-  job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  auto rt = d->rt;
+  auto j = co_await state::begin_job(shared_from_this(), key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto s = j->s;  // locals, not a structured binding: the lambdas below capture them (clang 14)
+  dom_ptr d = j->guard.d;
+  auto rt = j->rt;
   bool was_running = d->state == domain_state::running;
   job_scope job(d, "migration out", rt, true);
   auto resume = [&]() -> asio::awaitable<void> {
@@ -186,22 +192,16 @@ op<void> driver::state::perform_job(const domain_key& key, std::string_view uri,
       s->emit(*d, event_type::suspended, event_detail::suspended_migrated);
     }
   }
-  json::object a;
-  a["uri"] = std::string(uri);
-  std::string migrate = "migrate";
-  auto mr = co_await s->call(rt, migrate, std::move(a), diag);
-  if (mr) mr = co_await s->wait_migration(rt, diag, 600s, "migration out", true);
-  if (!mr) {
-    error_code ec = mr.error() == errc::operation_aborted ? mr.error() : s->command_failed(d, rt, mr.error(), diag).ec;
+  if (auto mr = co_await s->migrate_out(d, rt, std::string(uri), 600s, "migration out", diag); !mr) {
     co_await resume();
-    co_return failure(ec);
+    co_return mr.error();
   }
   if (d->rt == rt && d->state != domain_state::paused) {
     s->set_state(*d, domain_state::paused, reason::paused_migration);
     s->emit(*d, event_type::suspended, event_detail::suspended_migrated);
   }
   // The guest now lives at the destination: keep the job until confirm says what becomes of this copy.
-  g.d.reset();
+  j->guard.d.reset();
   d->migration_held = true;
   d->job_now.reset();
   co_return result<void>{};
@@ -214,11 +214,10 @@ op<domain_ref> driver::migrate_finish(const domain_key& key, unsigned flags, boo
 }
 
 op<domain_ref> driver::state::finish_job(const domain_key& key, unsigned flags, bool ok, diagnostics& diag) {
-  auto s = shared_from_this();
-  job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
+  auto j = co_await state::begin_job(shared_from_this(), key, diag);
+  if (!j) co_return j.error();
+  auto s = j->s;
+  dom_ptr d = j->guard.d;
   d->job_now.reset();
   if (!d->active() || !d->rt || d->reason != reason::paused_migration)
     co_return fail(diag, errc::operation_invalid, "domain " + q(key.name) + " is not waiting for an incoming migration");

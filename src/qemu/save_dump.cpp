@@ -64,14 +64,12 @@ op<void> driver::save(const domain_key& key, std::string_view path, diagnostics&
 }
 
 op<void> driver::state::save_job(const domain_key& key, std::string path, diagnostics& diag) {
-  auto s = shared_from_this();
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  auto j = co_await state::begin_job(shared_from_this(), key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto s = j->s;  // locals, not a structured binding: the lambdas below capture them (clang 14)
+  dom_ptr d = j->guard.d;
+  auto rt = j->rt;
   if (path.empty()) co_return fail(diag, errc::invalid_arg, "no file to save to");
-  auto rt = d->rt;
   bool was_running = d->state == domain_state::running;
   job_scope job(d, "save", rt, true);
 
@@ -118,17 +116,12 @@ op<void> driver::state::save_job(const domain_key& key, std::string path, diagno
   }
   // QEMU's default cap on the stream is 128 MiB/s; a save to a local file goes as fast as it can.
   co_await s->set_max_bandwidth(rt, 0);
-  json::object a;
   // Appends to the header written above, and never creates the file: a cancelled save removes
   // it, and a writer that starts late must not bring it back (cat >> would).
-  a["uri"] = "exec:dd of=" + shell_quote(path) + " oflag=append conv=notrunc,nocreat bs=1M status=none";
-  std::string migrate = "migrate";
-  auto mr = co_await s->call(rt, migrate, std::move(a), diag);
-  if (mr) mr = co_await s->wait_migration(rt, diag, 300s, "save", true);
-  if (!mr) {
-    error_code ec = mr.error() == errc::operation_aborted ? mr.error() : s->command_failed(d, rt, mr.error(), diag).ec;
+  std::string to = "exec:dd of=" + shell_quote(path) + " oflag=append conv=notrunc,nocreat bs=1M status=none";
+  if (auto mr = co_await s->migrate_out(d, rt, std::move(to), 300s, "save", diag); !mr) {
     co_await undo();
-    co_return failure(ec);
+    co_return mr.error();
   }
   co_await s->kill(d, rt);
   co_return result<void>{};
@@ -139,10 +132,8 @@ op<domain_ref> driver::restore(std::string_view path_in, diagnostics& diag) {
   std::string path = absolute_path(path_in);
   auto h = read_save_header(path, diag);
   if (!h) co_return failure(h.error());
-  auto def = parse_domain_xml(h->xml, diag);
+  auto def = parse_definition(h->xml, diag);
   if (!def) co_return def.error();
-  if (auto r = check_name_for_file(def->name, diag); !r) co_return r.error();
-  apply_defaults(*def);
   incoming_plan plan;
   plan.job = std::make_shared<long_job>();
   plan.job->operation = "restore";
@@ -166,18 +157,14 @@ op<void> driver::core_dump(const domain_key& key, std::string_view path, unsigne
 // format crash(8) and gdb read; without dump_flags::live the guest is paused meanwhile (reason
 // dump), crash destroys it afterwards (shut off, crashed), reset resets it.
 op<void> driver::state::dump_job(const domain_key& key, std::string path, unsigned flags, diagnostics& diag) {
-  auto s = shared_from_this();
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt) co_return fail(diag, errc::operation_invalid, "domain is not running");
+  auto j = co_await state::begin_job(shared_from_this(), key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
   if (path.empty()) co_return fail(diag, errc::invalid_arg, "no file to dump to");
   if ((flags & dump_flags::crash) && (flags & dump_flags::live))
     co_return fail(diag, errc::invalid_arg, "dump flags crash and live are mutually exclusive");
   if ((flags & dump_flags::crash) && (flags & dump_flags::reset))
     co_return fail(diag, errc::invalid_arg, "dump flags crash and reset are mutually exclusive");
-  auto rt = d->rt;
   job_scope job(d, "dump", rt, false);
   bool paused_here = false;
   if (!(flags & dump_flags::live) && d->state == domain_state::running) {

@@ -9,11 +9,9 @@ op<void> driver::set_max_memory(const domain_key& key, std::uint64_t kib, diagno
 }
 
 op<void> driver::set_memory(const domain_key& key, std::uint64_t kib, unsigned flags, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
+  auto j = co_await state::begin_job(s_, key, diag);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
   bool live = flags & modify::live, config = flags & modify::config;
   if (!live && !config) (d->active() ? live : config) = true;
   if (live && !d->active()) co_return fail(diag, errc::operation_invalid, "domain is not running");
@@ -109,13 +107,10 @@ op<covirt::block_stats> driver::block_stats(const domain_key& key, std::string_v
 }
 
 op<std::string> driver::qemu_monitor_command(const domain_key& key, std::string_view command, diagnostics& diag) {
-  auto s = s_;
-  state::job_guard g;
-  auto r = co_await s->begin_job(key, diag, g);
-  if (!r) co_return failure(r.error());
-  dom_ptr d = *r;
-  if (!d->active() || !d->rt || !d->rt->mon.is_open()) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  auto rt = d->rt;
+  auto j = co_await state::begin_job(s_, key, diag, state::need::running);
+  if (!j) co_return j.error();
+  auto [s, d, rt] = j->parts();
+  if (!rt->mon.is_open()) co_return fail(diag, errc::operation_invalid, "domain is not running");
   op_timeout deadline{s->ex, qmp_command_limit};
   asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
   deadline.follow(cs.slot());

@@ -126,6 +126,25 @@ struct driver::state {
 
   void emit(const dom& d, event_type t, int detail) { doms.emit(d, t, detail); }
 
+  // suspend (pause) and resume, with the test driver's words when the domain is not in the state they need.
+  result<void> set_paused(const domain_key& key, bool pause, diagnostics& diag) {
+    auto d = get(key, diag);
+    if (!d) return failure(d.error());
+    dom& x = **d;
+    if (pause ? (x.state == domain_state::paused || x.state == domain_state::shutoff) : x.state != domain_state::paused)
+      return fail(diag, errc::internal_error, "domain " + q(x.def.name) + (pause ? " not running" : " not paused"));
+    if (pause) {
+      x.state = domain_state::paused;
+      x.reason = reason::user;
+      emit(x, event_type::suspended, event_detail::suspended_paused);
+    } else {
+      x.state = domain_state::running;
+      x.reason = reason::unpaused;
+      emit(x, event_type::resumed, event_detail::resumed_unpaused);
+    }
+    return result<void>{};
+  }
+
   void start(dom& d, int reason_, domain_state st = domain_state::running) {
     doms.begin_run(d);
     d.id = doms.take_id();
@@ -345,29 +364,9 @@ result<void> driver::reboot_now(const domain_key& key, diagnostics& diag) {
   return result<void>{};
 }
 
-result<void> driver::suspend_now(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) return failure(d.error());
-  dom& x = **d;
-  if (x.state == domain_state::paused || x.state == domain_state::shutoff)
-    return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not running");
-  x.state = domain_state::paused;
-  x.reason = reason::user;
-  s_->emit(x, event_type::suspended, event_detail::suspended_paused);
-  return result<void>{};
-}
+result<void> driver::suspend_now(const domain_key& key, diagnostics& diag) { return s_->set_paused(key, true, diag); }
 
-result<void> driver::resume_now(const domain_key& key, diagnostics& diag) {
-  auto d = s_->get(key, diag);
-  if (!d) return failure(d.error());
-  dom& x = **d;
-  if (x.state != domain_state::paused)
-    return fail(diag, errc::internal_error, "domain " + q((*d)->def.name) + " not paused");
-  x.state = domain_state::running;
-  x.reason = reason::unpaused;
-  s_->emit(x, event_type::resumed, event_detail::resumed_unpaused);
-  return result<void>{};
-}
+result<void> driver::resume_now(const domain_key& key, diagnostics& diag) { return s_->set_paused(key, false, diag); }
 
 result<domain_info> driver::get_info_now(const domain_key& key, diagnostics& diag) {
   auto found = s_->get(key, diag);

@@ -47,7 +47,7 @@ void fill_chardev_target(chardev_def& c, bool console) {
   if (console && c.target_type.empty()) c.target_type = "serial";
 }
 
-constexpr std::string_view test_default_caps = R"(<capabilities>
+constexpr std::string_view test_default_caps_head = R"(<capabilities>
 
   <host>
     <cpu>
@@ -64,75 +64,46 @@ constexpr std::string_view test_default_caps = R"(<capabilities>
     <power_management/>
     <iommu support='no'/>
     <topology>
-      <cells num='2'>
-        <cell id='0'>
-          <memory unit='KiB'>2097152</memory>
-          <pages unit='KiB' size='4'>524288</pages>
-          <pages unit='KiB' size='2048'>0</pages>
-          <pages unit='KiB' size='1048576'>0</pages>
-          <cpus num='8'>
-            <cpu id='0' socket_id='0' die_id='0' core_id='0' siblings='0'/>
-            <cpu id='1' socket_id='0' die_id='0' core_id='1' siblings='1'/>
-            <cpu id='2' socket_id='0' die_id='0' core_id='2' siblings='2'/>
-            <cpu id='3' socket_id='0' die_id='0' core_id='3' siblings='3'/>
-            <cpu id='4' socket_id='0' die_id='0' core_id='4' siblings='4'/>
-            <cpu id='5' socket_id='0' die_id='0' core_id='5' siblings='5'/>
-            <cpu id='6' socket_id='0' die_id='0' core_id='6' siblings='6'/>
-            <cpu id='7' socket_id='0' die_id='0' core_id='7' siblings='7'/>
-          </cpus>
-        </cell>
-        <cell id='1'>
-          <memory unit='KiB'>4194304</memory>
-          <pages unit='KiB' size='8'>524288</pages>
-          <pages unit='KiB' size='2048'>0</pages>
-          <pages unit='KiB' size='1048576'>0</pages>
-          <cpus num='8'>
-            <cpu id='8' socket_id='1' die_id='0' core_id='0' siblings='8'/>
-            <cpu id='9' socket_id='1' die_id='0' core_id='1' siblings='9'/>
-            <cpu id='10' socket_id='1' die_id='0' core_id='2' siblings='10'/>
-            <cpu id='11' socket_id='1' die_id='0' core_id='3' siblings='11'/>
-            <cpu id='12' socket_id='1' die_id='0' core_id='4' siblings='12'/>
-            <cpu id='13' socket_id='1' die_id='0' core_id='5' siblings='13'/>
-            <cpu id='14' socket_id='1' die_id='0' core_id='6' siblings='14'/>
-            <cpu id='15' socket_id='1' die_id='0' core_id='7' siblings='15'/>
-          </cpus>
-        </cell>
-      </cells>
-    </topology>
+)";
+
+constexpr std::string_view test_default_caps_host_end = R"(    </topology>
     <secmodel>
       <model>testSecurity</model>
       <doi></doi>
     </secmodel>
   </host>
-
-  <guest>
-    <os_type>hvm</os_type>
-    <arch name='i686'>
-      <wordsize>32</wordsize>
-      <emulator>/usr/bin/test-hv</emulator>
-      <domain type='test'/>
-    </arch>
-    <features>
-      <pae/>
-      <nonpae/>
-    </features>
-  </guest>
-
-  <guest>
-    <os_type>xen</os_type>
-    <arch name='i686'>
-      <wordsize>32</wordsize>
-      <emulator>/usr/bin/test-hv</emulator>
-      <domain type='test'/>
-    </arch>
-    <features>
-      <pae/>
-      <nonpae/>
-    </features>
-  </guest>
-
-</capabilities>
 )";
+
+// One <guest> per OS type the test driver runs (hvm, xen), both i686 on the test hypervisor.
+std::string guests() {
+  std::string out;
+  for (const char* os : {"hvm", "xen"})
+    out += std::string("\n  <guest>\n    <os_type>") + os +
+           "</os_type>\n    <arch name='i686'>\n      <wordsize>32</wordsize>\n"
+           "      <emulator>/usr/bin/test-hv</emulator>\n      <domain type='test'/>\n    </arch>\n"
+           "    <features>\n      <pae/>\n      <nonpae/>\n    </features>\n  </guest>\n";
+  return out + "\n</capabilities>\n";
+}
+
+// The host's two NUMA cells of 8 CPUs each, as libvirt's test driver describes them (its second
+// cell reports 8 KiB base pages).
+std::string numa_cells() {
+  std::string out = "      <cells num='2'>\n";
+  for (int cell = 0; cell < 2; ++cell) {
+    auto n = [](auto v) { return std::to_string(v); };
+    out += "        <cell id='" + n(cell) + "'>\n          <memory unit='KiB'>" + n(2097152 << cell) +
+           "</memory>\n          <pages unit='KiB' size='" + n(4 << cell) + "'>524288</pages>\n" +
+           "          <pages unit='KiB' size='2048'>0</pages>\n          <pages unit='KiB' size='1048576'>0</pages>\n" +
+           "          <cpus num='8'>\n";
+    for (int core = 0; core < 8; ++core) {
+      std::string id = n(cell * 8 + core);
+      out += "            <cpu id='" + id + "' socket_id='" + n(cell) + "' die_id='0' core_id='" + n(core) +
+             "' siblings='" + id + "'/>\n";
+    }
+    out += "          </cpus>\n        </cell>\n";
+  }
+  return out + "      </cells>\n";
+}
 
 }  // namespace
 
@@ -350,7 +321,7 @@ result<void> normalize_network_for_test_driver(network_config& n, diagnostics& d
 capabilities test_driver_default_capabilities() {
   static const capabilities caps = [] {
     diagnostics diag;
-    auto r = parse_capabilities_xml(test_default_caps, diag);
+    auto r = parse_capabilities_xml(std::string(test_default_caps_head) + numa_cells() + std::string(test_default_caps_host_end) + guests(), diag);
     return r ? *r : capabilities{};
   }();
   return caps;
