@@ -211,13 +211,9 @@ std::string format_capabilities_xml(const capabilities& c) {
   }
   if (h.has_topology) {
     w.put("    <topology>\n");
-    w.open(3, "cells");
-    w.attr_num("num", h.cells.size());
-    w.put(">\n");
+    w.open_with_num(3, "cells", "num", h.cells.size());
     for (auto& ce : h.cells) {
-      w.open(4, "cell");
-      w.attr_num("id", ce.id);
-      w.put(">\n");
+      w.open_with_num(4, "cell", "id", ce.id);
       w.open(5, "memory");
       w.attr("unit", "KiB");
       w.num_body("memory", ce.memory_kib);
@@ -232,9 +228,7 @@ std::string format_capabilities_xml(const capabilities& c) {
         w.elements(6, ce.distances);
         w.put("          </distances>\n");
       }
-      w.open(5, "cpus");
-      w.attr_num("num", ce.cpus.size());
-      w.put(">\n");
+      w.open_with_num(5, "cpus", "num", ce.cpus.size());
       for (auto& cc : ce.cpus) {
         w.open(6, "cpu");
         w.attr_num("id", cc.id);

@@ -2,18 +2,19 @@
 
 namespace covirt {
 
+namespace {
+// A word per enumerator, in the enumeration's order (its values are 0, 1, 2, ...).
+template <class E, std::size_t N>
+std::string_view word_of(E e, const std::string_view (&words)[N], std::string_view otherwise) noexcept {
+  auto i = static_cast<std::size_t>(e);
+  return i < N ? words[i] : otherwise;
+}
+}  // namespace
+
 std::string_view to_string(domain_state s) noexcept {
-  switch (s) {
-    case domain_state::nostate: return "no state";
-    case domain_state::running: return "running";
-    case domain_state::blocked: return "idle";
-    case domain_state::paused: return "paused";
-    case domain_state::shutdown: return "in shutdown";
-    case domain_state::shutoff: return "shut off";
-    case domain_state::crashed: return "crashed";
-    case domain_state::pmsuspended: return "pmsuspended";
-  }
-  return "no state";
+  static constexpr std::string_view words[] = {"no state", "running", "idle", "paused",
+                                               "in shutdown", "shut off", "crashed", "pmsuspended"};
+  return word_of(s, words, "no state");
 }
 
 std::string_view reason_string(domain_state s, int r) noexcept {
@@ -44,18 +45,9 @@ std::string_view reason_string(domain_state s, int r) noexcept {
 }
 
 std::string_view to_string(event_type t) noexcept {
-  switch (t) {
-    case event_type::defined: return "Defined";
-    case event_type::undefined: return "Undefined";
-    case event_type::started: return "Started";
-    case event_type::suspended: return "Suspended";
-    case event_type::resumed: return "Resumed";
-    case event_type::stopped: return "Stopped";
-    case event_type::shutdown: return "Shutdown";
-    case event_type::pmsuspended: return "PMSuspended";
-    case event_type::crashed: return "Crashed";
-  }
-  return "Unknown";
+  static constexpr std::string_view words[] = {"Defined", "Undefined", "Started", "Suspended", "Resumed",
+                                               "Stopped", "Shutdown", "PMSuspended", "Crashed"};
+  return word_of(t, words, "Unknown");
 }
 
 std::string_view detail_string(event_type t, int d) noexcept {

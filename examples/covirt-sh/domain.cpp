@@ -22,12 +22,9 @@ awaitable<bool> cmd_dumpxml(shell& sh, const args& a) {
 }
 
 awaitable<bool> cmd_define(shell& sh, const args& a) {
-  const std::string& file = a.at("file");
-  std::string xml = read_file(file);
-  sh.doing(format("Failed to define domain from %s", file.c_str()));
-  auto d = co_await sh.conn.async_define_xml(std::move(xml));
-  sh.extra(format("Domain '%s' defined from %s\n", d.name.c_str(), file.c_str()));
-  co_return true;
+  return from_file(
+      sh, a, "Failed to define domain from %s", [&](std::string xml) { return sh.conn.async_define_xml(std::move(xml)); },
+      "Domain '%s' defined from %s\n");
 }
 
 /// virsh domxml-to-native: the command line covirt's QEMU driver would run for a domain.
@@ -55,13 +52,11 @@ awaitable<bool> cmd_domxml_to_native(shell& sh, const args& a) {
 }
 
 awaitable<bool> cmd_create(shell& sh, const args& a) {
-  const std::string& file = a.at("file");
-  std::string xml = read_file(file);
   unsigned flags = a.has("paused") ? 1u : 0u;  // VIR_DOMAIN_START_PAUSED
-  sh.doing(format("Failed to create domain from %s", file.c_str()));
-  auto d = co_await sh.conn.async_create_xml(std::move(xml), flags);
-  sh.extra(format("Domain '%s' created from %s\n", d.name.c_str(), file.c_str()));
-  co_return true;
+  return from_file(
+      sh, a, "Failed to create domain from %s",
+      [&sh, flags](std::string xml) { return sh.conn.async_create_xml(std::move(xml), flags); },
+      "Domain '%s' created from %s\n");
 }
 
 awaitable<bool> cmd_start(shell& sh, const args& a) {
@@ -189,29 +184,37 @@ std::optional<std::uint64_t> size_arg(shell& sh, const args& a) {
   return std::get<std::uint64_t>(r);
 }
 
-awaitable<bool> cmd_setmem(shell& sh, const args& a) {
+// setmem and setmaxmem: the domain, the impact flags and the size, in virsh's order of checks.
+struct memory_change {
+  covirt::domain_ref dom;
+  unsigned flags;
+  std::uint64_t kib;
+};
+awaitable<std::optional<memory_change>> memory_args(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
-  if (!d) co_return false;
+  if (!d) co_return std::nullopt;
   auto flags = impact_flags(sh, a);
-  if (!flags) co_return false;
+  if (!flags) co_return std::nullopt;
   auto kib = size_arg(sh, a);
-  if (!kib) co_return false;
+  if (!kib) co_return std::nullopt;
+  co_return memory_change{std::move(*d), *flags, *kib};
+}
+
+awaitable<bool> cmd_setmem(shell& sh, const args& a) {
+  auto m = co_await memory_args(sh, a);
+  if (!m) co_return false;
   // Without flags virsh calls virDomainSetMemory, which acts on the running domain.
-  bool plain = *flags == 0 && !a.has("current");
-  co_await sh.conn.async_set_memory(*d, *kib, plain ? covirt::modify::live : *flags);
+  bool plain = m->flags == 0 && !a.has("current");
+  co_await sh.conn.async_set_memory(m->dom, m->kib, plain ? covirt::modify::live : m->flags);
   co_return true;
 }
 
 awaitable<bool> cmd_setmaxmem(shell& sh, const args& a) {
-  auto d = co_await sh.domain(a);
-  if (!d) co_return false;
-  auto flags = impact_flags(sh, a);
-  if (!flags) co_return false;
-  auto kib = size_arg(sh, a);
-  if (!kib) co_return false;
+  auto m = co_await memory_args(sh, a);
+  if (!m) co_return false;
   sh.doing("Unable to change MaxMemorySize");
-  if (*flags == 0) co_await sh.conn.async_set_max_memory(*d, *kib);
-  else co_await sh.conn.async_set_memory(*d, *kib, *flags | covirt::modify::mem_maximum);
+  if (m->flags == 0) co_await sh.conn.async_set_max_memory(m->dom, m->kib);
+  else co_await sh.conn.async_set_memory(m->dom, m->kib, m->flags | covirt::modify::mem_maximum);
   co_return true;
 }
 
@@ -256,24 +259,16 @@ awaitable<bool> cmd_autostart(shell& sh, const args& a) {
   co_return true;
 }
 
-awaitable<bool> cmd_domuuid(shell& sh, const args& a) {
-  auto d = co_await sh.domain(a);
-  if (!d) co_return false;
-  sh.print(d->uuid + "\n");
-  co_return true;
-}
+// domuuid, domid, domname: one field of the domain, on a line.
+std::string uuid_of(const covirt::domain_ref& d) { return d.uuid; }
+std::string id_of(const covirt::domain_ref& d) { return d.id >= 0 ? std::to_string(d.id) : "-"; }
+std::string name_of(const covirt::domain_ref& d) { return d.name; }
 
-awaitable<bool> cmd_domid(shell& sh, const args& a) {
+template <std::string (*Field)(const covirt::domain_ref&)>
+awaitable<bool> cmd_domain_field(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
-  sh.print(d->id >= 0 ? std::to_string(d->id) + "\n" : "-\n");
-  co_return true;
-}
-
-awaitable<bool> cmd_domname(shell& sh, const args& a) {
-  auto d = co_await sh.domain(a);
-  if (!d) co_return false;
-  sh.print(d->name + "\n");
+  sh.print(Field(*d) + "\n");
   co_return true;
 }
 
@@ -332,11 +327,11 @@ const std::vector<command> domain_commands = {
      cmd_setvcpus, "change number of virtual CPUs", "Change the number of virtual CPUs in the guest domain."},
     {"autostart", {dom, {"disable", boolean, false, "disable autostarting"}}, cmd_autostart, "autostart a domain",
      "Configure a domain to be automatically started at boot."},
-    {"domuuid", {{"domain", data, true, "domain id or name"}}, cmd_domuuid, "convert a domain name or id to domain UUID",
+    {"domuuid", {{"domain", data, true, "domain id or name"}}, cmd_domain_field<uuid_of>, "convert a domain name or id to domain UUID",
      "Convert a domain name or id to domain UUID."},
-    {"domid", {{"domain", data, true, "domain name or uuid"}}, cmd_domid, "convert a domain name or UUID to domain id",
+    {"domid", {{"domain", data, true, "domain name or uuid"}}, cmd_domain_field<id_of>, "convert a domain name or UUID to domain id",
      "Convert a domain name to domain id."},
-    {"domname", {{"domain", data, true, "domain id or uuid"}}, cmd_domname, "convert a domain id or UUID to domain name",
+    {"domname", {{"domain", data, true, "domain id or uuid"}}, cmd_domain_field<name_of>, "convert a domain id or UUID to domain name",
      "Convert a domain id or UUID to domain name."},
     {"domxml-to-native",
      {{"format", data, true, "target config data type format (qemu-argv)"},

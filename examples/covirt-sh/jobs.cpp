@@ -168,19 +168,14 @@ awaitable<bool> cmd_migrate(shell& sh, const args& a) {
   covirt::migrate_options opt;
   opt.flags = 0;
   const std::pair<std::string_view, unsigned> bits[] = {
-      {"live", covirt::migrate_flags::live},
-      {"offline", covirt::migrate_flags::offline},
-      {"p2p", covirt::migrate_flags::peer2peer},
-      {"tunnelled", covirt::migrate_flags::tunnelled},
+      {"live", covirt::migrate_flags::live}, {"offline", covirt::migrate_flags::offline},
+      {"p2p", covirt::migrate_flags::peer2peer}, {"tunnelled", covirt::migrate_flags::tunnelled},
       {"persistent", covirt::migrate_flags::persist_dest},
-      {"undefinesource", covirt::migrate_flags::undefine_source},
-      {"suspend", covirt::migrate_flags::paused},
+      {"undefinesource", covirt::migrate_flags::undefine_source}, {"suspend", covirt::migrate_flags::paused},
       {"copy-storage-all", covirt::migrate_flags::non_shared_disk},
       {"copy-storage-inc", covirt::migrate_flags::non_shared_inc},
-      {"change-protection", covirt::migrate_flags::change_protection},
-      {"unsafe", covirt::migrate_flags::unsafe},
-      {"compressed", covirt::migrate_flags::compressed},
-      {"auto-converge", covirt::migrate_flags::auto_converge},
+      {"change-protection", covirt::migrate_flags::change_protection}, {"unsafe", covirt::migrate_flags::unsafe},
+      {"compressed", covirt::migrate_flags::compressed}, {"auto-converge", covirt::migrate_flags::auto_converge},
       {"abort-on-error", covirt::migrate_flags::abort_on_error}};
   for (auto [name, bit] : bits)
     if (a.has(name)) opt.flags |= bit;

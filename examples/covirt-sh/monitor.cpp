@@ -35,15 +35,7 @@ awaitable<bool> cmd_list(shell& sh, const args& a) {
   sh.doing("Failed to list domains");
   doms = co_await sh.conn.async_list_domains(flags);
   sort_domains(doms);
-  if (a.has("name") || a.has("uuid")) {
-    std::string out;
-    for (const auto& d : doms) {
-      if (a.has("uuid") && a.has("name")) out += d.uuid + " " + d.name + "\n";
-      else out += (a.has("uuid") ? d.uuid : d.name) + "\n";
-    }
-    sh.print(out);
-    co_return true;
-  }
+  if (print_names(sh, a, doms)) co_return true;
   std::vector<std::vector<std::string>> rows;
   for (const auto& d : doms) {
     std::string state;

@@ -20,15 +20,7 @@ awaitable<bool> cmd_net_list(shell& sh, const args& a) {
   sh.doing("Failed to list networks");
   nets = co_await sh.conn.async_list_networks(flags);
   std::sort(nets.begin(), nets.end(), [](const auto& x, const auto& y) { return x.name < y.name; });
-  if (a.has("name") || a.has("uuid")) {
-    std::string out;
-    for (const auto& n : nets) {
-      if (a.has("uuid") && a.has("name")) out += n.uuid + " " + n.name + "\n";
-      else out += (a.has("uuid") ? n.uuid : n.name) + "\n";
-    }
-    sh.print(out);
-    co_return true;
-  }
+  if (print_names(sh, a, nets)) co_return true;
   std::vector<std::vector<std::string>> rows;
   for (const auto& n : nets)
     rows.push_back({n.name, n.active ? "active" : "inactive", std::string(yes_no(n.autostart)),
@@ -64,12 +56,9 @@ awaitable<bool> cmd_net_dumpxml(shell& sh, const args& a) {
 }
 
 awaitable<bool> cmd_net_define(shell& sh, const args& a) {
-  const std::string& file = a.at("file");
-  std::string xml = read_file(file);
-  sh.doing(format("Failed to define network from %s", file.c_str()));
-  auto n = co_await sh.conn.async_define_network(std::move(xml));
-  sh.extra(format("Network %s defined from %s\n", n.name.c_str(), file.c_str()));
-  co_return true;
+  return from_file(
+      sh, a, "Failed to define network from %s",
+      [&](std::string xml) { return sh.conn.async_define_network(std::move(xml)); }, "Network %s defined from %s\n");
 }
 
 awaitable<bool> cmd_net_autostart(shell& sh, const args& a) {

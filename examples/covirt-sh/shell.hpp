@@ -221,6 +221,33 @@ private:
   std::string doing_;
 };
 
+/// list and net-list with --name and/or --uuid: one line each ("UUID NAME" with both); false
+/// when neither option was given (the caller prints its table).
+template <class Refs>
+bool print_names(shell& sh, const args& a, const Refs& refs) {
+  if (!a.has("name") && !a.has("uuid")) return false;
+  std::string out;
+  for (const auto& r : refs) {
+    if (a.has("uuid") && a.has("name")) out += r.uuid + " " + r.name + "\n";
+    else out += (a.has("uuid") ? r.uuid : r.name) + "\n";
+  }
+  sh.print(out);
+  return true;
+}
+
+/// define, create, net-define: the document of --file given to `call` (an awaitable returning a
+/// domain or network reference), with virsh's line on failure (`failed`, of the file) and on
+/// success (`done`, of the name and the file).
+template <class Call>
+awaitable<bool> from_file(shell& sh, const args& a, const char* failed, Call call, const char* done) {
+  const std::string& file = a.at("file");
+  std::string xml = read_file(file);
+  sh.doing(format(failed, file.c_str()));
+  auto made = co_await call(std::move(xml));
+  sh.extra(format(done, made.name.c_str(), file.c_str()));
+  co_return true;
+}
+
 /// virsh's commands that act on one domain or network and say so in one line (destroy,
 /// net-start, ...): the call on what the lookup found, the line printed when it succeeded and
 /// the one before the error when it failed (both get the name as given). A domain is passed on

@@ -31,27 +31,26 @@ template <class T>
 using op = asio::awaitable<result<T>>;
 
 namespace detail {
+// A call of row Op's member on D with the arguments of tuple `a`: the coroutine NAME, or NAME_now.
 template <class D, class Op, std::size_t... I>
-auto invoke_op(D& d, diagnostics& g, const typename Op::args& a, std::index_sequence<I...>)
+auto invoke_row(std::false_type, D& d, diagnostics& g, const typename Op::args& a, std::index_sequence<I...>)
     -> decltype(Op::invoke(d, g, std::get<I>(a)...));
+template <class D, class Op, std::size_t... I>
+auto invoke_row(std::true_type, D& d, diagnostics& g, const typename Op::args& a, std::index_sequence<I...>)
+    -> decltype(Op::invoke_now(d, g, std::get<I>(a)...));
+
+template <class D, class Op, bool Now>
+concept has_row = requires(D& d, diagnostics& g, const typename Op::args& a) {
+  { invoke_row<D, Op>(std::bool_constant<Now>{}, d, g, a, std::make_index_sequence<std::tuple_size_v<typename Op::args>>{}) }
+      -> std::same_as<std::conditional_t<Now, result<typename Op::result_type>, op<typename Op::result_type>>>;
+};
 
 /// Whether driver type D has operation Op with the row's parameters and result.
 template <class D, class Op>
-concept has_op = requires(D& d, diagnostics& g, const typename Op::args& a) {
-  { invoke_op<D, Op>(d, g, a, std::make_index_sequence<std::tuple_size_v<typename Op::args>>{}) }
-      -> std::same_as<op<typename Op::result_type>>;
-};
-
-template <class D, class Op, std::size_t... I>
-auto invoke_now(D& d, diagnostics& g, const typename Op::args& a, std::index_sequence<I...>)
-    -> decltype(Op::invoke_now(d, g, std::get<I>(a)...));
-
+concept has_op = has_row<D, Op, false>;
 /// Whether D answers operation Op without waiting: `result<T> NAME_now(params..., diag)`.
 template <class D, class Op>
-concept has_now = requires(D& d, diagnostics& g, const typename Op::args& a) {
-  { invoke_now<D, Op>(d, g, a, std::make_index_sequence<std::tuple_size_v<typename Op::args>>{}) }
-      -> std::same_as<result<typename Op::result_type>>;
-};
+concept has_now = has_row<D, Op, true>;
 
 /// Whether D has every operation of capability `c`.
 template <class D>

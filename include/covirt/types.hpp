@@ -74,6 +74,7 @@ struct node_info {
   std::string model;
   std::uint64_t memory_kib = 0;
   unsigned cpus = 0, mhz = 0, nodes = 0, sockets = 0, cores = 0, threads = 0;
+  bool operator==(const node_info&) const = default;
 };
 
 /// virDomainBlockStatsStruct: -1 where the hypervisor does not say.

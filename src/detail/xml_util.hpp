@@ -569,6 +569,13 @@ public:
     num(v);
     ch('\'');
   }
+  /// "  <name k='v'>\n": the start of an element with one number attribute and children.
+  template <class N>
+  void open_with_num(int depth, std::string_view name, std::string_view k, N v) {
+    open(depth, name);
+    attr_num(k, v);
+    put(">\n");
+  }
   template <class N>
   void attr_opt(std::string_view k, const std::optional<N>& v) {
     if (v) attr_num(k, *v);

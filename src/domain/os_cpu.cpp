@@ -71,33 +71,14 @@ void fmt_flag(x::writer& w, int depth, std::string_view name, const feature_flag
 
 /// libvirt's order of <features> children; the typed ones with their place in features_t.
 constexpr std::pair<std::string_view, std::optional<feature_flag> features_t::*> feature_kinds[] = {
-    {"acpi", &features_t::acpi},
-    {"apic", &features_t::apic},
-    {"pae", &features_t::pae},
-    {"hap", &features_t::hap},
-    {"viridian", &features_t::viridian},
-    {"privnet", &features_t::privnet},
-    {"hyperv", nullptr},
-    {"kvm", &features_t::kvm},
-    {"pvspinlock", nullptr},
-    {"capabilities", nullptr},
-    {"pmu", &features_t::pmu},
-    {"vmport", &features_t::vmport},
-    {"gic", nullptr},
-    {"smm", &features_t::smm},
-    {"ioapic", nullptr},
-    {"hpt", nullptr},
-    {"vmcoreinfo", nullptr},
-    {"htm", nullptr},
-    {"nested-hv", nullptr},
-    {"msrs", nullptr},
-    {"ccf-assist", nullptr},
-    {"xen", nullptr},
-    {"cfpc", nullptr},
-    {"sbbc", nullptr},
-    {"ibs", nullptr},
-    {"tcg", nullptr},
-    {"async-teardown", nullptr}};
+    {"acpi", &features_t::acpi}, {"apic", &features_t::apic}, {"pae", &features_t::pae},
+    {"hap", &features_t::hap}, {"viridian", &features_t::viridian}, {"privnet", &features_t::privnet},
+    {"hyperv", nullptr}, {"kvm", &features_t::kvm}, {"pvspinlock", nullptr}, {"capabilities", nullptr},
+    {"pmu", &features_t::pmu}, {"vmport", &features_t::vmport}, {"gic", nullptr}, {"smm", &features_t::smm},
+    {"ioapic", nullptr}, {"hpt", nullptr}, {"vmcoreinfo", nullptr}, {"htm", nullptr}, {"nested-hv", nullptr},
+    {"msrs", nullptr}, {"ccf-assist", nullptr}, {"xen", nullptr}, {"cfpc", nullptr}, {"sbbc", nullptr},
+    {"ibs", nullptr}, {"tcg", nullptr}, {"async-teardown", nullptr}
+};
 
 std::size_t feature_stage(std::string_view name) {
   for (std::size_t i = 0; i < std::size(feature_kinds); ++i)

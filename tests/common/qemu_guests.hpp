@@ -117,6 +117,19 @@ inline boost::asio::awaitable<std::optional<covirt::domain_event>> wait_event(
   }
 }
 
+/// The domain is in `state` for `reason`, and `events` brings (within 10 s) an event `type` with `detail`.
+inline boost::asio::awaitable<void> expect_transition(covirt::connection& c, covirt::event_stream& events,
+                                                      const std::string& name, covirt::domain_state state, int reason,
+                                                      event_type type, int detail) {
+  INFO("domain " << name << ", waiting for event " << covirt::to_string(type));
+  auto st = co_await c.async_get_state(name);
+  CHECK(st.state == state);
+  CHECK(st.reason == reason);
+  auto ev = co_await wait_event(events, type);
+  REQUIRE(ev);
+  CHECK(ev->detail == detail);
+}
+
 /// Polls `cond` every 10 ms; false after `limit`.
 template <class Cond>
 boost::asio::awaitable<bool> eventually(Cond cond, std::chrono::milliseconds limit = std::chrono::seconds(5)) {

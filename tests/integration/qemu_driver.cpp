@@ -81,24 +81,14 @@ TEST_CASE("qemu driver: define, start, suspend, resume, dumpxml, destroy, undefi
     CHECK(co_await conn.async_get_os_type("g1") == "hvm");
 
     co_await conn.async_suspend("g1");
-    st = co_await conn.async_get_state("g1");
-    CHECK(st.state == domain_state::paused);
-    CHECK(st.reason == reason::user);
-    ev = co_await wait_event(events, event_type::suspended);
-    REQUIRE(ev);
-    CHECK(ev->detail == detail_::suspended_paused);
+    co_await expect_transition(conn, events, "g1", domain_state::paused, reason::user, event_type::suspended, detail_::suspended_paused);
     // Only one event for one suspend (QMP's STOP and the command's reply both said so).
     asio::steady_timer settle(ex, 200ms);
     co_await settle.async_wait(asio::use_awaitable);
     CHECK(events.pending() == 0);
 
     co_await conn.async_resume("g1");
-    st = co_await conn.async_get_state("g1");
-    CHECK(st.state == domain_state::running);
-    CHECK(st.reason == reason::unpaused);
-    ev = co_await wait_event(events, event_type::resumed);
-    REQUIRE(ev);
-    CHECK(ev->detail == detail_::resumed_unpaused);
+    co_await expect_transition(conn, events, "g1", domain_state::running, reason::unpaused, event_type::resumed, detail_::resumed_unpaused);
 
     diagnostics diag;
     auto [rec] = co_await conn.async_resume("g1", diag, tuple);

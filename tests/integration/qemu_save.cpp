@@ -63,24 +63,14 @@ TEST_CASE("qemu save/restore: state to a file and back", "[qemu_save]") {
     co_await conn.async_save("sv", file.string());
     CHECK(fs::exists(file));
     CHECK(fs::file_size(file) > 4096);
-    auto s1 = co_await conn.async_get_state("sv");
-    CHECK(s1.state == domain_state::shutoff);
-    CHECK(s1.reason == reason::saved);
-    auto stopped = co_await wait_event(st, event_type::stopped);
-    REQUIRE(stopped);
-    CHECK(stopped->detail == detail_::stopped_saved);
+    co_await expect_transition(conn, st, "sv", domain_state::shutoff, reason::saved, event_type::stopped, detail_::stopped_saved);
     CHECK(co_await eventually([&] { return !alive(pid); }));
     CHECK(dir.records().empty());
 
     auto ref = co_await conn.async_restore(file.string());
     CHECK(ref.name == before.name);
     CHECK(ref.uuid == before.uuid);
-    auto s2 = co_await conn.async_get_state("sv");
-    CHECK(s2.state == domain_state::running);
-    CHECK(s2.reason == reason::running_restored);
-    auto restored = co_await wait_event(st, event_type::started);
-    REQUIRE(restored);
-    CHECK(restored->detail == detail_::started_restored);
+    co_await expect_transition(conn, st, "sv", domain_state::running, reason::running_restored, event_type::started, detail_::started_restored);
     CHECK(co_await conn.async_is_persistent("sv"));
 
     // Not a save file.

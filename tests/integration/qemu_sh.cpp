@@ -200,6 +200,18 @@ bool wait_until(F cond, std::chrono::milliseconds limit = 10s) {
   return true;
 }
 
+/// A guest of this folder: NAME.xml written, defined and started by covirt-sh.
+void start_guest(const guest_dir& dir, const std::string& name) {
+  write_file(dir.path / (name + ".xml"), guest_xml(name));
+  REQUIRE(sh(dir, "define " + name + ".xml; start " + name).status == 0);
+}
+
+/// Ends the folder's guest NAME: destroyed, undefined, its QEMU gone.
+void remove_guest(const guest_dir& dir, const std::string& name) {
+  REQUIRE(sh(dir, "destroy " + name + "; undefine " + name).status == 0);
+  CHECK(wait_until([&] { return qemu_count(dir) == 0; }));
+}
+
 }  // namespace
 
 TEST_CASE("covirt-sh on qemu:///session: define, start, list, dominfo, suspend, resume, dumpxml, destroy, undefine",
@@ -330,9 +342,7 @@ TEST_CASE("covirt-sh on qemu:///session: event sees the lifecycle events of a sc
 TEST_CASE("covirt-sh on qemu:///session: save --verbose and restore --verbose show progress on stderr",
           "[qemu][sh]") {
   guest_dir dir{"covirt-sh-save"};
-  write_file(dir.path / "sv.xml", guest_xml("sv"));
-  auto a = sh(dir, "define sv.xml; start sv");
-  REQUIRE(a.status == 0);
+  start_guest(dir, "sv");
 
   auto s = sh(dir, "save sv sv.img --verbose; domstate --reason sv");
   REQUIRE(s.status == 0);
@@ -358,15 +368,12 @@ TEST_CASE("covirt-sh on qemu:///session: save --verbose and restore --verbose sh
   CHECK(!has(f.err, "[100 %]"));
   CHECK(has(f.err, "error: Failed to save domain 'sv' to /nonexistent-dir/x.img\nerror: "));
 
-  auto d = sh(dir, "destroy sv; undefine sv");
-  CHECK(d.status == 0);
-  CHECK(wait_until([&] { return qemu_count(dir) == 0; }));
+  remove_guest(dir, "sv");
 }
 
 TEST_CASE("covirt-sh on qemu:///session: domjobinfo and domjobabort", "[qemu][sh]") {
   guest_dir dir{"covirt-sh-job"};
-  write_file(dir.path / "jb.xml", guest_xml("jb"));
-  REQUIRE(sh(dir, "define jb.xml; start jb").status == 0);
+  start_guest(dir, "jb");
 
   auto i = sh(dir, "domjobinfo jb");
   REQUIRE(i.status == 0);
@@ -381,8 +388,7 @@ TEST_CASE("covirt-sh on qemu:///session: domjobinfo and domjobabort", "[qemu][sh
   auto n = sh(dir, "domjobinfo nosuch");
   CHECK(n.status != 0);
   CHECK(n.err == "error: failed to get domain 'nosuch'\n");
-  REQUIRE(sh(dir, "destroy jb; undefine jb").status == 0);
-  CHECK(wait_until([&] { return qemu_count(dir) == 0; }));
+  remove_guest(dir, "jb");
 }
 
 TEST_CASE("covirt-sh on qemu:///session: attach-device and detach-device of a disk", "[qemu][sh]") {

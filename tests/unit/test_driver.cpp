@@ -5,6 +5,7 @@
 #include <covirt/connection.hpp>
 #include <covirt/test/driver.hpp>
 
+#include "common/print.hpp"
 #include "common/run.hpp"
 
 #include <catch2/catch.hpp>
@@ -132,14 +133,8 @@ TEST_CASE("test driver: the default state is libvirt's", "[test_driver]") {
     CHECK(co_await c.async_get_hostname() == std::string(host));
 
     auto ni = co_await c.async_node_get_info();
-    CHECK(ni.model == "i686");
-    CHECK(ni.cpus == 16);
-    CHECK(ni.mhz == 1400);
-    CHECK(ni.nodes == 2);
-    CHECK(ni.sockets == 2);
-    CHECK(ni.cores == 2);
-    CHECK(ni.threads == 2);
-    CHECK(ni.memory_kib == 3145728);
+    CHECK(ni == covirt::node_info{.model = "i686", .memory_kib = 3145728, .cpus = 16, .mhz = 1400,
+                                  .nodes = 2, .sockets = 2, .cores = 2, .threads = 2});
 
     auto caps = co_await c.async_get_capabilities();
     CHECK_THAT(caps, Contains("<capabilities>"));

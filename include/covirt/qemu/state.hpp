@@ -94,6 +94,7 @@ struct runtime_record {
   std::string marker;                    ///< what process::attach looks for in the command line
   std::string live_xml;                  ///< the domain XML the guest was started with
   std::map<std::string, std::string> extra;  ///< anything else the driver wants to keep
+  bool operator==(const runtime_record&) const = default;
 };
 
 /// This boot's id (/proc/sys/kernel/random/boot_id), "" if unavailable.
