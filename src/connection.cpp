@@ -110,7 +110,10 @@ op<domain_ref> migrate(erased_driver& src, erased_driver* dst, bool dst_read_onl
   if (!uri) co_return co_await done(result<domain_ref>(failure(uri.error())));
   auto performed = co_await detail::finish(src.migrate_perform({dom, *uri, opt}, diag));
   diagnostics fdiag;
-  auto finished = co_await detail::finish(dst->migrate_finish({dom.name, opt.flags, performed.has_value()}, fdiag));
+  // A named key: the erased call takes references, and a braced std::string would make a
+  // domain_key that dies inside the tuple's constructor.
+  const domain_key at_dest{dom.name};
+  auto finished = co_await detail::finish(dst->migrate_finish({at_dest, opt.flags, performed.has_value()}, fdiag));
   diagnostics cdiag;
   auto confirmed = co_await detail::finish(src.migrate_confirm({dom, opt.flags, performed && finished}, cdiag));
   if (!performed) co_return co_await done(result<domain_ref>(failure(performed.error())));

@@ -62,27 +62,37 @@ public:
   event_stream subscribe(std::string domain = {}) { return impl_->subscribe(std::move(domain)); }
 
 // async_NAME(params..., token) and async_NAME(params..., diag, token) for each row of the table.
-// With use_awaitable the argument tuple is made in the call of the coroutine, so it goes
-// straight into the coroutine's parameter (a domain_key or a string moved once less).
+// With use_awaitable (the default) the call is itself the coroutine: its parameters are the
+// arguments the driver sees by reference, moved once, into its frame. Like an Asio I/O object's
+// operations, it reads the connection when awaited, so the connection must outlive the co_await.
+// Other tokens: the arguments move into an owning tuple in the frame of a coroutine spawned on
+// the connection's executor.
 #define COVIRT_P(...) __VA_ARGS__ __VA_OPT__(, )
-#define COVIRT_RUN(NAME, DIAG, ARGS)                                                                      \
-  if constexpr (detail::is_use_awaitable<Token>)                                                         \
-    return throwing<ops::NAME>(impl_.get(), is_read_only(), DIAG, detail::take<ops::NAME::args> ARGS);   \
-  else                                                                                                   \
-    return run<ops::NAME>(std::forward<Token>(token), DIAG, detail::take<ops::NAME::args> ARGS)
+#define COVIRT_AWAIT(NAME, DIAG, ARGS)                                    \
+  auto s = start<ops::NAME>(ops::NAME::refs ARGS, DIAG);                 \
+  if (!s.now) s.now.emplace(co_await std::move(s.later));                \
+  co_return value_or_throw(std::move(*s.now), DIAG)
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                                                 \
-  template <class Token = asio::use_awaitable_t<>>                                                       \
-    requires(!detail::is_diag<Token>)                                                                    \
-  auto async_##NAME(COVIRT_P PARAMS Token&& token = {}) {                                                \
-    COVIRT_RUN(NAME, nullptr, ARGS);                                                                     \
+  asio::awaitable<RET> async_##NAME(COVIRT_P PARAMS asio::use_awaitable_t<> = {}) {                     \
+    diagnostics diag;                                                                                    \
+    COVIRT_AWAIT(NAME, diag, ARGS);                                                                      \
   }                                                                                                      \
-  template <class Token = asio::use_awaitable_t<>>                                                       \
-  auto async_##NAME(COVIRT_P PARAMS diagnostics& diag, Token&& token = {}) {                             \
-    COVIRT_RUN(NAME, &diag, ARGS);                                                                       \
+  asio::awaitable<RET> async_##NAME(COVIRT_P PARAMS diagnostics& diag, asio::use_awaitable_t<> = {}) {  \
+    COVIRT_AWAIT(NAME, diag, ARGS);                                                                      \
+  }                                                                                                      \
+  template <class Token>                                                                                 \
+    requires(!detail::is_diag<Token> && !detail::is_use_awaitable<Token>)                                \
+  auto async_##NAME(COVIRT_P PARAMS Token&& token) {                                                     \
+    return run<ops::NAME>(std::forward<Token>(token), nullptr, detail::take<ops::NAME::args> ARGS);      \
+  }                                                                                                      \
+  template <class Token>                                                                                 \
+    requires(!detail::is_use_awaitable<Token>)                                                           \
+  auto async_##NAME(COVIRT_P PARAMS diagnostics& diag, Token&& token) {                                  \
+    return run<ops::NAME>(std::forward<Token>(token), &diag, detail::take<ops::NAME::args> ARGS);        \
   }
   COVIRT_OPERATIONS(COVIRT_X)
 #undef COVIRT_X
-#undef COVIRT_RUN
+#undef COVIRT_AWAIT
 #undef COVIRT_P
 
   /// Live migration to the hypervisor behind `dest` (virDomainMigrate3, the table's migration
@@ -111,24 +121,37 @@ private:
     using args = std::tuple<domain_key, connection*, migrate_options>;
   };
 
-  template <class Op>
-  static detail::step<typename Op::result_type> call(detail::erased_driver& impl, const typename Op::args& a,
-                                                     diagnostics& d) {
+  // The driver's answer to row Op, or the step of a migration; `a` is Op::refs or Op::args.
+  template <class Op, class Tuple>
+  static detail::step<typename Op::result_type> call(detail::erased_driver& impl, const Tuple& a, diagnostics& d) {
     if constexpr (std::is_same_v<Op, migrate_op>) {
       connection* dst = std::get<1>(a);
       return {std::nullopt,
               detail::migrate(impl, dst->impl_.get(), dst->is_read_only(), std::get<0>(a), std::get<2>(a), d)};
     } else {
-      return dispatch_erased(impl, Op{}, a, d);
+      return dispatch_erased(impl, Op{}, typename Op::refs(a), d);
     }
   }
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                                                 \
-  static detail::step<RET> dispatch_erased(detail::erased_driver& impl, ops::NAME, const ops::NAME::args& a, \
+  static detail::step<RET> dispatch_erased(detail::erased_driver& impl, ops::NAME, const ops::NAME::refs& a, \
                                            diagnostics& d) {                                             \
     return impl.NAME(a, d);                                                                              \
   }
   COVIRT_OPERATIONS(COVIRT_X)
 #undef COVIRT_X
+
+  // A call's first step: refused (with its error as the answer), or the driver's.
+  template <class Op>
+  detail::step<typename Op::result_type> start(const typename Op::refs& a, diagnostics& d) {
+    if (auto ec = refusal<Op>(impl_.get(), is_read_only(), d)) return {failure(ec)};
+    return call<Op>(*impl_, a, d);
+  }
+
+  template <class T>
+  static T value_or_throw(result<T>&& r, const diagnostics& d) {
+    if (!r) throw_error(r.error(), d);
+    if constexpr (!std::is_void_v<T>) return std::move(*r);
+  }
 
   // What stops a call before the driver sees it; fills `d` and returns the code.
   template <class Op>
@@ -139,10 +162,10 @@ private:
     return {};
   }
 
-  // The common path of every operation: the arguments live in the frame of the coroutine that
-  // awaits the driver's. use_awaitable gets a coroutine that throws; any other token a handler.
-  // `a` arrives as a prvalue and goes on as one, so it is moved once, into that frame: every
-  // move of a domain_key is two strings' worth of the erased layer's cost.
+  // Every token but the rows' use_awaitable: the owning tuple lives in the frame of the
+  // coroutine that awaits the driver's (async_migrate's use_awaitable gets one that throws; any
+  // other token a handler). `a` arrives as a prvalue and goes on as one, moved once, into that
+  // frame: every move of a domain_key is two strings' worth of the erased layer's cost.
   template <class Op, class Token>
   auto run(Token&& token, diagnostics* diag, typename Op::args&& a) {
     using T = typename Op::result_type;

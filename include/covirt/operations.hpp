@@ -163,6 +163,13 @@ struct args_of;
 template <class... P>
 struct args_of<void(P...)> { using type = std::tuple<std::decay_t<P>...>; };
 
+/// The same arguments as references, for the erased interface: the caller keeps the objects
+/// (the connection's coroutine frame, or the owning tuple) alive across the driver's co_await.
+template <class Signature>
+struct refs_of;
+template <class... P>
+struct refs_of<void(P...)> { using type = std::tuple<const std::decay_t<P>&...>; };
+
 /// How a driver takes a parameter the connection owns: strings as views, classes by const
 /// reference, numbers by value.
 template <class T>
@@ -195,6 +202,7 @@ namespace ops {
     static constexpr capability cap = capability::CAP;                                                               \
     using result_type = RET;                                                                                         \
     using args = typename detail::args_of<void PARAMS>::type;                                                        \
+    using refs = typename detail::refs_of<void PARAMS>::type;                                                        \
     using driver_fn = typename detail::driver_fn_of<RET, void PARAMS>::type;                                         \
     using now_fn = typename detail::driver_fn_of<RET, void PARAMS>::now;                                             \
     template <class D, class... A>                                                                                   \

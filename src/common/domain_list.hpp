@@ -13,6 +13,7 @@
 #include <covirt/types.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -61,7 +62,7 @@ public:
     return it == by_name_.end() ? nullptr : it->second;
   }
   ptr find_uuid(std::string_view uuid) const {
-    auto it = by_uuid_.find(std::string(uuid));
+    auto it = by_uuid_.find(uuid);
     return it == by_uuid_.end() ? nullptr : it->second.lock();
   }
   /// By UUID when the key has one (libvirt's protocol does), else by name.
@@ -253,7 +254,12 @@ private:
   event_hub& events_;
   int next_id_ = 1;
   std::map<std::string, ptr, std::less<>> by_name_;
-  std::unordered_map<std::string, std::weak_ptr<Dom>> by_uuid_;
+  // Found by a string_view without making a string (a UUID is past the small-string buffer).
+  struct text_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::weak_ptr<Dom>, text_hash, std::equal_to<>> by_uuid_;
 };
 
 }  // namespace covirt::detail

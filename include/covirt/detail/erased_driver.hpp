@@ -1,5 +1,6 @@
 // covirt internals: the type-erased driver behind covirt::connection, generated from the table
-// of operations (operations.hpp): one virtual function per row, taking the row's argument tuple.
+// of operations (operations.hpp): one virtual function per row, taking the row's arguments as a
+// tuple of references (Op::refs) to objects the caller keeps.
 #pragma once
 
 #include <covirt/driver.hpp>
@@ -38,7 +39,7 @@ public:
   /// The driver object if it is of type `t` (connection::driver_as), else nullptr.
   virtual void* target(const std::type_info& t) noexcept = 0;
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS) \
-  virtual step<RET> NAME(const ops::NAME::args&, diagnostics&) = 0;
+  virtual step<RET> NAME(const ops::NAME::refs&, diagnostics&) = 0;
   COVIRT_OPERATIONS(COVIRT_X)
   COVIRT_OPS_migrate(COVIRT_X)
 #undef COVIRT_X
@@ -55,9 +56,10 @@ op<T> unsupported(diagnostics& diag, const char* api) {
   co_return fail(diag, errc::no_support, api);
 }
 
-/// Calls operation Op of driver d with the arguments in the tuple, or answers no_support.
-template <class Op, class D>
-op<typename Op::result_type> dispatch(D& d, const typename Op::args& a, diagnostics& g) {
+/// Calls operation Op of driver d with the arguments in the tuple (Op::args or Op::refs), or
+/// answers no_support.
+template <class Op, class D, class Tuple>
+op<typename Op::result_type> dispatch(D& d, const Tuple& a, diagnostics& g) {
   if constexpr (has_op<D, Op>)
     return std::apply([&](const auto&... x) { return Op::invoke(d, g, x...); }, a);
   else
@@ -65,8 +67,8 @@ op<typename Op::result_type> dispatch(D& d, const typename Op::args& a, diagnost
 }
 
 /// Operation Op of driver d as a step: at once where the driver answers without waiting.
-template <class Op, class D>
-step<typename Op::result_type> run_step(D& d, const typename Op::args& a, diagnostics& g) {
+template <class Op, class D, class Tuple>
+step<typename Op::result_type> run_step(D& d, const Tuple& a, diagnostics& g) {
   if constexpr (has_now<D, Op>)
     return {std::apply([&](const auto&... x) { return Op::invoke_now(d, g, x...); }, a)};
   else
@@ -87,7 +89,7 @@ public:
   event_stream subscribe(std::string domain) override { return d_.subscribe(std::move(domain)); }
   void* target(const std::type_info& t) noexcept override { return t == typeid(D) ? &d_ : nullptr; }
 #define COVIRT_X(CAP, NAME, API, MUT, RET, PARAMS, ARGS)                      \
-  step<RET> NAME(const ops::NAME::args& a, diagnostics& g) override {         \
+  step<RET> NAME(const ops::NAME::refs& a, diagnostics& g) override {         \
     return run_step<ops::NAME>(d_, a, g);                                     \
   }
   COVIRT_OPERATIONS(COVIRT_X)
