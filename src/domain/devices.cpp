@@ -203,11 +203,19 @@ constexpr x::field<memballoon_def> memballoon_fields[] = {{"model", &memballoon_
                                                           {"autodeflate", &memballoon_def::autodeflate}};
 constexpr x::field<memballoon_def> stats_fields[] = {{"period", &memballoon_def::stats_period}};
 
+// How a memballoon and an rng begin: model= (kept as "" when absent, not the default), the
+// other attributes, alias and address.
+template <class Def, std::size_t N>
+result<void> parse_model_head(xml_node n, x::reader& r, Def& d, const x::field<Def> (&fields)[N], diagnostics& diag) {
+  d.model.clear();
+  COVIRT_CHECK(x::read_fields(n, d, fields, d.extra_attrs, diag));
+  parse_alias_address(r, d);
+  return {};
+}
+
 result<void> parse_memballoon(xml_node n, memballoon_def& m, diagnostics& diag) {
   x::reader r(n);
-  m.model.clear();  // an absent model= is kept as "" (not the default)
-  COVIRT_CHECK(x::read_fields(n, m, memballoon_fields, m.extra_attrs, diag));
-  parse_alias_address(r, m);
+  COVIRT_CHECK(parse_model_head(n, r, m, memballoon_fields, diag));
   if (auto s = r.take("stats", {"period"})) {
     xml_attributes none;
     COVIRT_CHECK(x::read_fields(s, m, stats_fields, none, diag));
@@ -228,9 +236,7 @@ constexpr x::field<rng_def> backend_fields[] = {{"model", &rng_def::backend_mode
 
 result<void> parse_rng(xml_node n, rng_def& rd, diagnostics& diag) {
   x::reader r(n);
-  rd.model.clear();  // an absent model= is kept as "" (not the default)
-  COVIRT_CHECK(x::read_fields(n, rd, rng_fields, rd.extra_attrs, diag));
-  parse_alias_address(r, rd);
+  COVIRT_CHECK(parse_model_head(n, r, rd, rng_fields, diag));
   std::size_t bi = 0;
   while (bi < r.size() && !r.child_is(bi, "backend")) ++bi;
   if (bi < r.size() && !r.is_claimed(bi)) {

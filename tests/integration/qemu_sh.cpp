@@ -206,6 +206,15 @@ void start_guest(const guest_dir& dir, const std::string& name) {
   REQUIRE(sh(dir, "define " + name + ".xml; start " + name).status == 0);
 }
 
+/// Runs `script` and expects it to succeed with exactly `out` on stdout and nothing on stderr.
+void expect_output(const guest_dir& dir, const std::string& script, const std::string& out) {
+  auto r = sh(dir, script);
+  INFO(script);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK(r.out == out);
+}
+
 /// Ends the folder's guest NAME: destroyed, undefined, its QEMU gone.
 void remove_guest(const guest_dir& dir, const std::string& name) {
   REQUIRE(sh(dir, "destroy " + name + "; undefine " + name).status == 0);
@@ -357,10 +366,8 @@ TEST_CASE("covirt-sh on qemu:///session: save --verbose and restore --verbose sh
   check_progress(r.err, "Restore");
 
   // Without --verbose and with stderr not a terminal: no progress at all, as virsh.
-  auto q = sh(dir, "save sv sv2.img; restore sv2.img; domstate sv");
-  REQUIRE(q.status == 0);
-  CHECK(q.err.empty());
-  CHECK(q.out == "\nDomain 'sv' saved to sv2.img\n\nDomain restored from sv2.img\n\nrunning\n\n");
+  expect_output(dir, "save sv sv2.img; restore sv2.img; domstate sv",
+                "\nDomain 'sv' saved to sv2.img\n\nDomain restored from sv2.img\n\nrunning\n\n");
 
   // A failed save ends with virsh's two error lines and no 100 %.
   auto f = sh(dir, "save sv /nonexistent-dir/x.img --verbose");
@@ -375,10 +382,7 @@ TEST_CASE("covirt-sh on qemu:///session: domjobinfo and domjobabort", "[qemu][sh
   guest_dir dir{"covirt-sh-job"};
   start_guest(dir, "jb");
 
-  auto i = sh(dir, "domjobinfo jb");
-  REQUIRE(i.status == 0);
-  CHECK(i.err.empty());
-  CHECK(i.out == "Job type:         None        \n\n");
+  expect_output(dir, "domjobinfo jb", "Job type:         None        \n\n");
 
   // No job to abort: an error, not a crash (libvirt: "no job is active on the domain").
   auto a = sh(dir, "domjobabort jb");
