@@ -200,8 +200,7 @@ private:
     if (auto ec = refusal<Op>(impl, ro, d)) throw_error(ec, d);
     auto s = call<Op>(*impl, a, d);
     if (!s.now) s.now.emplace(co_await std::move(s.later));
-    if (!*s.now) throw_error(s.now->error(), d);
-    if constexpr (!std::is_void_v<typename Op::result_type>) co_return std::move(**s.now);
+    co_return value_or_throw(std::move(*s.now), d);
   }
 
   std::unique_ptr<detail::erased_driver> impl_;
