@@ -175,6 +175,9 @@ awaitable<bool> cmd_event(shell& sh, const args& a) {
     co_return true;
   }
 
+  // What the script printed so far is out before the wait: whoever reads the output (a person,
+  // a test) sees the earlier commands' lines while the loop listens.
+  std::fflush(stdout);
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer deadline(ex);
   if (timeout) deadline.expires_after(std::chrono::seconds(*timeout));

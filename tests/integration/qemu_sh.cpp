@@ -325,7 +325,8 @@ TEST_CASE("covirt-sh on qemu:///session: event sees the lifecycle events of a sc
                             "define ev.xml; start ev; event --domain ev --all --loop --timeout 6; domstate --reason ev"});
     REQUIRE(wait_until([&] { return dir.records().size() == 1 && dir.records().at(0).pid > 0; }, 30s));
     pid_t pid = dir.records().at(0).pid;
-    std::this_thread::sleep_for(1500ms);  // the script moves on to `event` as soon as start returns
+    // `event` flushes the script's output once it listens: start's line is the sign.
+    REQUIRE(wait_until([&] { return has(p.out_so_far(), "Domain 'ev' started\n"); }, 30s));
     REQUIRE(::kill(pid, SIGKILL) == 0);
     auto r = p.wait(30s);
     INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
