@@ -1,6 +1,7 @@
 // covirt: value types shared by every driver (libvirt's numbers where libvirt has them).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -41,17 +42,30 @@ struct domain_ref {
 /// carries {name, uuid, id} and libvirtd looks up by UUID), else by its name.
 struct domain_key {
   std::string name;
-  std::string uuid;  ///< empty: look up by name
   int id = -1;
   domain_key() = default;
   domain_key(const std::string& n) : name(n) {}
   domain_key(std::string&& n) : name(std::move(n)) {}
   domain_key(const char* n) : name(n) {}
   domain_key(std::string_view n) : name(n) {}
-  domain_key(const domain_ref& r) : name(r.name), uuid(r.uuid), id(r.id) {}
-  domain_key(domain_ref&& r) : name(std::move(r.name)), uuid(std::move(r.uuid)), id(r.id) {}
-  bool by_uuid() const noexcept { return !uuid.empty(); }
+  domain_key(const domain_ref& r) : name(r.name), id(r.id) { set_uuid(r.uuid); }
+  domain_key(domain_ref&& r) : name(std::move(r.name)), id(r.id) { set_uuid(r.uuid); }
+  /// The UUID the key carries (canonical 8-4-4-4-12), or empty: look up by name.
+  std::string_view uuid() const noexcept { return {uuid_.data(), uuid_len_}; }
+  bool by_uuid() const noexcept { return uuid_len_ != 0; }
   bool operator==(const domain_key&) const = default;
+
+private:
+  // The UUID lives inline, so a key made from a ref never allocates for it and moving a key
+  // (every call through connection moves one into its frame) copies a fixed block instead of a
+  // second string. Anything but a canonical UUID's 36 characters leaves the key by name.
+  void set_uuid(std::string_view u) noexcept {
+    if (u.size() != uuid_.size()) return;
+    for (std::size_t i = 0; i < u.size(); ++i) uuid_[i] = u[i];
+    uuid_len_ = static_cast<unsigned char>(u.size());
+  }
+  std::array<char, 36> uuid_{};
+  unsigned char uuid_len_ = 0;
 };
 
 /// virDomainInfo.

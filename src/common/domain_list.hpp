@@ -66,13 +66,13 @@ public:
     return it == by_uuid_.end() ? nullptr : it->second.lock();
   }
   /// By UUID when the key has one (libvirt's protocol does), else by name.
-  ptr find_key(const domain_key& key) const { return key.by_uuid() ? find_uuid(key.uuid) : find(key.name); }
+  ptr find_key(const domain_key& key) const { return key.by_uuid() ? find_uuid(key.uuid()) : find(key.name); }
 
   /// The domain `key` names, or libvirt's no_domain error.
   result<ptr> get(const domain_key& key, diagnostics& diag) const {
     if (auto d = find_key(key)) return d;
     if (key.by_uuid())
-      return fail(diag, errc::no_domain, "no domain with matching uuid " + quote_name(key.uuid) + " (" + key.name + ")");
+      return fail(diag, errc::no_domain, "no domain with matching uuid " + quote_name(key.uuid()) + " (" + key.name + ")");
     return fail(diag, errc::no_domain, "no domain with matching name " + quote_name(key.name));
   }
 
