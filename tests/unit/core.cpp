@@ -217,6 +217,27 @@ TEST_CASE("fail() fills diagnostics and converts to any result", "[core][errc]")
   CHECK(diag.message().empty());
 }
 
+TEST_CASE("domain_key: by name, or by a ref's canonical UUID kept inline", "[core][key]") {
+  covirt::domain_key by_name = std::string("web1");
+  CHECK(by_name.name == "web1");
+  CHECK_FALSE(by_name.by_uuid());
+  CHECK(by_name.uuid().empty());
+  const covirt::domain_ref r{"web1", "c7a5fdbd-cdaf-9455-926a-d65c16db1809", 3};
+  covirt::domain_key from_ref = r;
+  CHECK(from_ref.by_uuid());
+  CHECK(from_ref.uuid() == r.uuid);
+  CHECK(from_ref.name == "web1");
+  CHECK(from_ref.id == 3);
+  covirt::domain_key moved = std::move(from_ref);
+  CHECK(moved.uuid() == r.uuid);
+  CHECK(moved == covirt::domain_key(r));
+  CHECK_FALSE(moved == by_name);
+  // Anything but 36 characters is no UUID to look up by: the key falls back to the name.
+  covirt::domain_key odd = covirt::domain_ref{"web1", "c7a5fdbdcdaf9455926ad65c16db1809", 3};
+  CHECK_FALSE(odd.by_uuid());
+  CHECK(odd.name == "web1");
+}
+
 // ---------------------------------------------------------------------------------------------
 // URIs
 
