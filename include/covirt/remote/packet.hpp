@@ -1,0 +1,124 @@
+// covirt::remote — libvirt RPC packets (virnetprotocol.x), sans-io: the length word, the 24-byte
+// header, and remote_error, the payload of every failed reply.
+//
+// On the wire: u32 length (the whole packet, itself included), then prog, vers, proc, type,
+// serial, status, then the XDR payload. A reader takes 4 bytes, asks body_length() how many
+// follow (checked against libvirt's limit before anything is allocated), reads them, and hands
+// them to decode_body().
+#pragma once
+
+#include <covirt/remote/xdr.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace covirt::remote {
+
+/// Programs: the remote one (the libvirt API), the QEMU extras, keepalive ("keep").
+inline constexpr std::uint32_t remote_program = 0x20008086;
+inline constexpr std::uint32_t qemu_program = 0x20008087;
+inline constexpr std::uint32_t keepalive_program = 0x6b656570;
+inline constexpr std::uint32_t protocol_version = 1;
+
+/// VIR_NET_MESSAGE_MAX (libvirt 9.0): a packet's bytes after the length word.
+inline constexpr std::uint32_t message_max = 33554432;
+inline constexpr std::uint32_t header_size = 24;
+inline constexpr std::uint32_t length_size = 4;
+
+enum class msg_type : std::int32_t {
+  call = 0, reply = 1, message = 2, stream = 3, call_with_fds = 4, reply_with_fds = 5, stream_hole = 6
+};
+enum class msg_status : std::int32_t { ok = 0, error = 1, cont = 2 };
+
+struct header {
+  std::uint32_t prog = remote_program;
+  std::uint32_t vers = protocol_version;
+  std::int32_t proc = 0;
+  msg_type type = msg_type::call;
+  std::uint32_t serial = 0;
+  msg_status status = msg_status::ok;
+  bool operator==(const header&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(header, (), (prog, vers, proc, type, serial, status))
+
+/// A whole packet: length word, header, payload (already XDR).
+inline std::string encode_packet(const header& h, std::string_view payload) {
+  std::string out;
+  out.reserve(length_size + header_size + payload.size());
+  xdr::encoder e(out);
+  e.u32(std::uint32_t(length_size + header_size + payload.size()));
+  e.put(h);
+  out.append(payload);
+  return out;
+}
+
+/// From a packet's first 4 bytes, how many follow; errc::rpc if the length cannot be one of
+/// libvirt's packets (shorter than a header, or over message_max).
+inline result<std::uint32_t> body_length(const unsigned char (&len)[4], diagnostics& diag) {
+  const std::uint32_t n = std::uint32_t(len[0]) << 24 | std::uint32_t(len[1]) << 16 | std::uint32_t(len[2]) << 8 | len[3];
+  if (n < length_size + header_size)
+    return fail(diag, errc::rpc, "packet length " + std::to_string(n) + " is shorter than a header (28 bytes)");
+  if (n - length_size > message_max)
+    return fail(diag, errc::rpc, "packet length " + std::to_string(n) + " passes libvirt's limit of " +
+                                     std::to_string(message_max + length_size) + " bytes");
+  return n - length_size;
+}
+
+/// A packet after its length word, split into header and payload (a view into `body`).
+struct packet_view {
+  header head;
+  std::string_view payload;
+};
+
+inline result<packet_view> decode_body(std::string_view body, diagnostics& diag) {
+  if (body.size() < header_size)
+    return fail(diag, errc::rpc, "packet of " + std::to_string(body.size()) + " bytes is shorter than its header");
+  xdr::decoder d(body.substr(0, header_size));
+  packet_view p;
+  d.get(p.head);
+  p.payload = body.substr(header_size);
+  return p;
+}
+
+/// remote_nonnull_domain / remote_nonnull_network: what libvirtd names a domain or network by.
+using uuid_bytes = xdr::fixed_opaque<16>;
+struct nonnull_domain {
+  std::string name;
+  uuid_bytes uuid;
+  std::int32_t id = -1;
+  bool operator==(const nonnull_domain&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(nonnull_domain, (), (name, uuid, id))
+struct nonnull_network {
+  std::string name;
+  uuid_bytes uuid;
+  bool operator==(const nonnull_network&) const = default;
+};
+BOOST_DESCRIBE_STRUCT(nonnull_network, (), (name, uuid))
+
+/// remote_error (virnetprotocol.x's virNetMessageError): code is a virErrorNumber, so it is an
+/// errc as it stands; message is the server's text, kept word for word.
+struct remote_error {
+  std::int32_t code = 0;
+  std::int32_t domain = 0;
+  std::optional<std::string> message;
+  std::int32_t level = 0;
+  std::optional<nonnull_domain> dom;
+  std::optional<std::string> str1, str2, str3;
+  std::int32_t int1 = -1, int2 = -1;
+  std::optional<nonnull_network> net;
+};
+BOOST_DESCRIBE_STRUCT(remote_error, (), (code, domain, message, level, dom, str1, str2, str3, int1, int2, net))
+
+/// The failure a reply with status error carries: its code as errc, its message in `diag`.
+inline failure error_from_reply(std::string_view payload, diagnostics& diag) {
+  auto e = xdr::decode<remote_error>(payload, "remote_error", diag);
+  if (!e) return e.error();
+  const int code = e->code > 0 ? e->code : int(errc::internal_error);
+  diag.assign(e->message ? *e->message : std::string("the server gave no message (error ") + std::to_string(e->code) + ")");
+  return make_error_code(static_cast<errc>(code));
+}
+
+}  // namespace covirt::remote
