@@ -57,9 +57,11 @@ inline std::string encode_packet(const header& h, std::string_view payload) {
 /// From a packet's first 4 bytes, how many follow; errc::rpc if the length cannot be one of
 /// libvirt's packets (shorter than a header, or over message_max).
 inline result<std::uint32_t> body_length(const unsigned char (&len)[4], diagnostics& diag) {
-  const std::uint32_t n = std::uint32_t(len[0]) << 24 | std::uint32_t(len[1]) << 16 | std::uint32_t(len[2]) << 8 | len[3];
+  std::uint32_t n = 0;
+  xdr::decoder(std::string_view(reinterpret_cast<const char*>(len), length_size)).u32(n);
   if (n < length_size + header_size)
-    return fail(diag, errc::rpc, "packet length " + std::to_string(n) + " is shorter than a header (28 bytes)");
+    return fail(diag, errc::rpc, "packet length " + std::to_string(n) + " is shorter than a header (" +
+                                     std::to_string(length_size + header_size) + " bytes)");
   if (n - length_size > message_max)
     return fail(diag, errc::rpc, "packet length " + std::to_string(n) + " passes libvirt's limit of " +
                                      std::to_string(message_max + length_size) + " bytes");
