@@ -1,5 +1,6 @@
 #include <covirt/connection.hpp>
 #include <covirt/qemu/driver.hpp>
+#include <covirt/remote/driver.hpp>
 #include <covirt/test/driver.hpp>
 
 #include <boost/asio/this_coro.hpp>
@@ -27,6 +28,8 @@ struct registry {
   registry() {
     factories.emplace("test", &open_model<test::driver>);
     factories.emplace("qemu", &open_model<qemu::driver>);
+    // Any URI with a transport or a host (test+unix:///default, qemu+tcp://h/system).
+    factories.emplace("remote", &open_model<remote::driver>);
   }
 };
 
@@ -41,6 +44,7 @@ namespace detail {
 // Instantiated here and only here: a program that names connection::driver_as<D> links these.
 template class driver_model<test::driver>;
 template class driver_model<qemu::driver>;
+template class driver_model<remote::driver>;
 }  // namespace detail
 
 connection::~connection() = default;

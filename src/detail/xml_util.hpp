@@ -109,8 +109,9 @@ inline result<pugi::xml_node> load(pugi::xml_document& doc, std::string_view tex
   // parse_fragment keeps text outside the root as nodes, so it can be refused below.
   unsigned flags = (pugi::parse_default | pugi::parse_doctype | pugi::parse_fragment | pugi::parse_ws_pcdata_single) & ~pugi::parse_pi;
   auto res = doc.load_buffer(text.data(), text.size(), flags, pugi::encoding_utf8);
+  // Syntax errors are VIR_ERR_XML_DETAIL, as libvirt reports libxml2's parse errors.
   if (!res)
-    return fail(diag, errc::xml_error,
+    return fail(diag, errc::xml_detail,
                 std::string("malformed XML: ") + res.description() + " at offset " +
                     std::to_string(res.offset));
   pugi::xml_node root;
@@ -120,13 +121,13 @@ inline result<pugi::xml_node> load(pugi::xml_document& doc, std::string_view tex
       return fail(diag, errc::xml_error, "XML documents with a DOCTYPE are not accepted (entity declarations are refused)");
     if ((type == pugi::node_pcdata || type == pugi::node_cdata) &&
         std::string_view(n.value()).find_first_not_of(" \t\r\n") != std::string_view::npos)
-      return fail(diag, errc::xml_error, "malformed XML: text outside the root element");
+      return fail(diag, errc::xml_detail, "malformed XML: text outside the root element");
     if (type == pugi::node_element) {
-      if (root) return fail(diag, errc::xml_error, "malformed XML: more than one root element");
+      if (root) return fail(diag, errc::xml_detail, "malformed XML: more than one root element");
       root = n;
     }
   }
-  if (!root) return fail(diag, errc::xml_error, "malformed XML: no root element");
+  if (!root) return fail(diag, errc::xml_detail, "malformed XML: no root element");
   // one walk for depth and repeated attributes; pugixml's traverse() is iterative (as are
   // its parse and free) and does the navigation itself
   if (auto dup = duplicate_attribute(root); !dup.empty())

@@ -169,7 +169,7 @@ TEST_CASE("qemu hotplug: refusals", "[qemu_hotplug]") {
     };
     std::vector<bad_case> cases = {
         {"<controller type='usb' model='qemu-xhci'/>", errc::config_unsupported, "<controller>"},
-        {"<disk type='file'><source file='x'/>", errc::xml_error, "malformed"},
+        {"<disk type='file'><source file='x'/>", errc::xml_detail, "malformed"},
         {dxml + dxml, errc::xml_error, "exactly one element"},
         {disk_xml(img, "sdb", "sata"), errc::config_unsupported, "bus 'sata'"},
         {"<disk type='file' device='cdrom'><source file='" + img.string() + "'/><target dev='vdc' bus='virtio'/></disk>",

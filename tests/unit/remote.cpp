@@ -79,7 +79,16 @@ TEST_CASE("remote: remote_error keeps libvirtd's code and message word for word"
   covirt::diagnostics diag;
   covirt::error_code ec = r::error_from_reply(payload, diag);
   CHECK(ec == errc::no_domain);
-  CHECK(diag.message() == "Domain not found");
+  CHECK(diag.message().empty());  // the message is libvirt's generic text for the code, nothing more
+  CHECK(std::string(covirt::error(ec, std::string(diag.message())).what()) == "Domain not found");
+  // A message with details: libvirt's generic prefix goes, covirt::error puts it back.
+  const auto busy = hex("00000001 0000000c 00000001 00000028 \"internal error: domain 'test' not paused\""
+                        "00000002 00000000 00000000 00000000 00000000 ffffffff ffffffff 00000000");
+  covirt::diagnostics d2;
+  covirt::error_code ec2 = r::error_from_reply(busy, d2);
+  CHECK(ec2 == errc::internal_error);
+  CHECK(d2.message() == "domain 'test' not paused");
+  CHECK(std::string(covirt::error(ec2, std::string(d2.message())).what()) == "internal error: domain 'test' not paused");
   auto e = xdr::decode<r::remote_error>(payload, "remote_error", diag);
   REQUIRE(e.has_value());
   CHECK(e->domain == 12);

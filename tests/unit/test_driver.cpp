@@ -1202,8 +1202,8 @@ TEST_CASE("test driver: bad definitions change nothing", "[test_driver][hostile]
       std::string says;
     };
     const std::vector<bad_case> cases = {
-        {"unclosed tag", "<domain type='test'><name>x</name><memory>1024</memory>", errc::xml_error, ""},
-        {"not XML at all", "this is not XML", errc::xml_error, ""},
+        {"unclosed tag", "<domain type='test'><name>x</name><memory>1024</memory>", errc::xml_detail, ""},
+        {"not XML at all", "this is not XML", errc::xml_detail, ""},
         {"50 MB", huge, errc::xml_error, "limit"},
         {"deep nesting", deep, errc::xml_error, "deeper"},
         {"DOCTYPE with entities",

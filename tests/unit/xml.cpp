@@ -407,12 +407,13 @@ TEST_CASE("xml: invalid values are refused with a clear message", "[xml]") {
 }
 
 TEST_CASE("xml: malformed documents", "[xml]") {
-  expect_domain_error("<domain type='test'><name>x</name>", errc::xml_error, "malformed XML");
-  expect_domain_error("<domain type='test'><name>x</nam></domain>", errc::xml_error, "malformed XML");
-  expect_domain_error("", errc::xml_error, "malformed XML");
+  // Syntax errors are xml_detail, as libvirtd answers for them (libxml2's errors).
+  expect_domain_error("<domain type='test'><name>x</name>", errc::xml_detail, "malformed XML");
+  expect_domain_error("<domain type='test'><name>x</nam></domain>", errc::xml_detail, "malformed XML");
+  expect_domain_error("", errc::xml_detail, "malformed XML");
   expect_domain_error("<domain type='test' type='x'/>", errc::xml_error, "attribute 'type' repeated on <domain>");
-  expect_domain_error("<domain type='test'/><domain type='test'/>", errc::xml_error, "malformed XML");
-  expect_domain_error("<domain type='test'><name>x</name><memory>1</memory></domain>trailing", errc::xml_error,
+  expect_domain_error("<domain type='test'/><domain type='test'/>", errc::xml_detail, "malformed XML");
+  expect_domain_error("<domain type='test'><name>x</name><memory>1</memory></domain>trailing", errc::xml_detail,
                       "malformed XML");
 }
 

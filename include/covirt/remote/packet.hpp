@@ -9,10 +9,13 @@
 
 #include <covirt/remote/xdr.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace covirt::remote {
 
@@ -84,6 +87,61 @@ inline result<packet_view> decode_body(std::string_view body, diagnostics& diag)
   return p;
 }
 
+/// Splits a byte stream into packets, sans-io: the caller reads from its socket into prepare(),
+/// says how much came with commit(), then takes whole packets with next(). A packet's length is
+/// checked (body_length) before the buffer grows to hold it, so a peer can make it grow to
+/// libvirt's limit at most.
+class packet_reader {
+public:
+  enum class status { packet, need_more, error };
+
+  /// Room for the next read: at least what the packet under way still needs, at least 4 KiB.
+  std::pair<char*, std::size_t> prepare() {
+    if (begin_ == end_) begin_ = end_ = 0;
+    const std::size_t have = end_ - begin_;
+    const std::size_t want = std::max<std::size_t>(want_, have + 4096);
+    if (buf_.size() - begin_ < want) {
+      if (begin_ != 0) {
+        buf_.replace(0, have, buf_, begin_, have);
+        begin_ = 0;
+        end_ = have;
+      }
+      if (buf_.size() < want) buf_.resize(std::max<std::size_t>(want, initial_size));
+    }
+    return {buf_.data() + end_, buf_.size() - end_};
+  }
+  void commit(std::size_t n) noexcept { end_ += n; }
+
+  /// The next whole packet, as a view valid until the next prepare(); need_more if it has not
+  /// all come yet; error (with the reason in `diag`) if the stream cannot be libvirt's.
+  status next(packet_view& p, diagnostics& diag) {
+    const std::size_t have = end_ - begin_;
+    if (have < length_size) return status::need_more;
+    unsigned char len[length_size];
+    std::memcpy(len, buf_.data() + begin_, length_size);
+    auto body = body_length(len, diag);
+    if (!body) return status::error;
+    if (have < length_size + *body) {
+      want_ = length_size + *body;
+      return status::need_more;
+    }
+    auto v = decode_body(std::string_view(buf_.data() + begin_ + length_size, *body), diag);
+    if (!v) return status::error;
+    p = *v;
+    begin_ += length_size + *body;
+    want_ = 0;
+    return status::packet;
+  }
+
+  /// Bytes read and not yet handed out as packets.
+  std::size_t buffered() const noexcept { return end_ - begin_; }
+
+private:
+  static constexpr std::size_t initial_size = 65536;  // VIR_NET_MESSAGE_INITIAL
+  std::string buf_;
+  std::size_t begin_ = 0, end_ = 0, want_ = 0;
+};
+
 /// remote_nonnull_domain / remote_nonnull_network: what libvirtd names a domain or network by.
 using uuid_bytes = xdr::fixed_opaque<16>;
 struct nonnull_domain {
@@ -114,13 +172,26 @@ struct remote_error {
 };
 BOOST_DESCRIBE_STRUCT(remote_error, (), (code, domain, message, level, dom, str1, str2, str3, int1, int2, net))
 
-/// The failure a reply with status error carries: its code as errc, its message in `diag`.
+/// The failure a reply with status error carries: its code as errc, and in `diag` the server's
+/// message after libvirt's generic text for the code, which covirt::error puts back: what() is
+/// libvirtd's message word for word ("internal error: domain 'test' not paused" arrives as
+/// internal_error and "domain 'test' not paused"; a bare "Domain not found" leaves diag empty).
 inline failure error_from_reply(std::string_view payload, diagnostics& diag) {
   auto e = xdr::decode<remote_error>(payload, "remote_error", diag);
   if (!e) return e.error();
   const int code = e->code > 0 ? e->code : int(errc::internal_error);
-  diag.assign(e->message ? *e->message : std::string("the server gave no message (error ") + std::to_string(e->code) + ")");
-  return make_error_code(static_cast<errc>(code));
+  const error_code ec = make_error_code(static_cast<errc>(code));
+  if (!e->message) {
+    diag.assign("the server gave no message (error " + std::to_string(e->code) + ")");
+    return ec;
+  }
+  std::string_view m = *e->message;
+  const std::string generic = ec.message();
+  if (m == generic) m = {};
+  else if (m.size() > generic.size() + 2 && m.starts_with(generic) && m.substr(generic.size(), 2) == ": ")
+    m.remove_prefix(generic.size() + 2);
+  diag.assign(std::string(m));
+  return ec;
 }
 
 }  // namespace covirt::remote
