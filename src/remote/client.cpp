@@ -101,9 +101,11 @@ void send_keepalive(const std::shared_ptr<client_state>& self, keepalive_proc p)
   enqueue(self, h, {});
 }
 
-// Whether `serial` is one this client has used (a late reply of a cancelled call), allowing for
-// the counter having wrapped.
-bool was_sent(const client_state& s, std::uint32_t serial) { return serial < s.next_serial || s.next_serial < serial - 0x80000000u; }
+// Whether `serial` is one this client has used (a late reply of a cancelled call): among the 2^31
+// serials before the next one, so a counter that wrapped still counts.
+bool was_sent(const client_state& s, std::uint32_t serial) {
+  return std::uint32_t(s.next_serial - serial - 1) < 0x80000000u;
+}
 
 // One packet from the daemon. Returns false once it has shut the connection down.
 bool route(const std::shared_ptr<client_state>& self, const packet_view& p) {
@@ -128,11 +130,12 @@ bool route(const std::shared_ptr<client_state>& self, const packet_view& p) {
       client_state::pending& c = *it->second;
       s.calls.erase(it);
       if (h.prog != c.prog || h.proc != c.proc) {
-        c.ec = make_error_code(errc::rpc);
+        broken("the reply to serial " + std::to_string(h.serial) + " is for program " + hex32(h.prog) +
+               " procedure " + std::to_string(h.proc) + ", but that call was procedure " + std::to_string(c.proc));
+        c.ec = s.close_ec;
+        if (c.diag) c.diag->assign(s.close_msg);
         complete(s.ex, c);
-        return broken("the reply to serial " + std::to_string(h.serial) + " is for program " + hex32(h.prog) +
-                      " procedure " + std::to_string(h.proc) + ", but that call was procedure " +
-                      std::to_string(c.proc));
+        return false;
       }
       if (h.status == msg_status::ok) {
         c.reply.assign(p.payload);

@@ -145,3 +145,136 @@ TEST_CASE("remote: lengths from the wire are checked before anything is allocate
           "malformed open: 4 bytes after the end of the message at byte 8");
   }
 }
+
+// ---- the client against a peer that misbehaves on purpose. libvirtd cannot be made to send
+// these bytes, so a socket in the test plays the daemon: it reads the client's call and answers
+// with what the case says.
+
+#include <covirt/remote/client.hpp>
+
+#include "common/run.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <unistd.h>
+
+namespace {
+
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+
+// A packet header as the daemon would send it, then `payload`; `length` overrides the length word.
+std::string packet(std::uint32_t prog, std::int32_t proc, r::msg_type type, std::uint32_t serial,
+                   r::msg_status status, std::string_view payload, std::optional<std::uint32_t> length = {}) {
+  r::header h{prog, 1, proc, type, serial, status};
+  std::string p = r::encode_packet(h, payload);
+  if (length) p.replace(0, 4, xdr::encode(*length));
+  return p;
+}
+
+struct bad_peer_case {
+  const char* what;
+  // The bytes sent back once the client's call (serial 0, CONNECT_GET_TYPE) has arrived.
+  std::string answer;
+  bool then_close;
+  errc code;
+  const char* says;
+};
+
+}  // namespace
+
+TEST_CASE("remote: a peer that breaks the protocol gets a clear error, never a crash or a hang", "[remote][client]") {
+  const std::uint32_t remote = r::remote_program;
+  const auto reply = r::msg_type::reply;
+  const auto ok = r::msg_status::ok;
+  const std::int32_t get_type = int(r::proc::connect_get_type);
+  const std::string lying_string = xdr::encode(std::uint32_t(100)) + "TEST";  // says 100 bytes, has 4
+  const std::vector<bad_peer_case> cases = {
+      {"a length of 0", xdr::encode(std::uint32_t(0)), false, errc::rpc, "packet length 0 is shorter than a header"},
+      {"a length of 3", xdr::encode(std::uint32_t(3)), false, errc::rpc, "packet length 3 is shorter than a header"},
+      {"a length of 2^31", xdr::encode(std::uint32_t(0x80000000u)), false, errc::rpc, "passes libvirt's limit"},
+      {"a length just over the maximum", xdr::encode(std::uint32_t(r::message_max + 5)), false, errc::rpc,
+       "passes libvirt's limit of 33554436 bytes"},
+      {"a truncated header, then the peer closes", packet(remote, get_type, reply, 0, ok, "").substr(0, 14), true,
+       errc::system_error, "closed: end of file"},
+      {"a message for an unknown program", packet(0x12345678, 1, r::msg_type::message, 0, ok, ""), false, errc::rpc,
+       "a message for unknown program 0x12345678"},
+      {"a reply to a serial nobody sent", packet(remote, get_type, reply, 999, ok, ""), false, errc::rpc,
+       "a reply to serial 999, which this client never sent"},
+      {"a reply for another procedure", packet(remote, 7, reply, 0, ok, ""), false, errc::rpc,
+       "is for program 0x20008086 procedure 7"},
+      {"a string length that lies", packet(remote, get_type, reply, 0, ok, lying_string), false, errc::rpc,
+       "a string of 100 bytes"},
+      {"a reply of type stream", packet(remote, get_type, r::msg_type::stream, 0, r::msg_status::cont, "xx"), false,
+       errc::rpc, "a packet of type 3"},
+      {"a wrong program version", [&] {
+         std::string p = packet(remote, get_type, reply, 0, ok, "");
+         p.replace(8, 4, xdr::encode(std::uint32_t(2)));
+         return p;
+       }(), false, errc::rpc, "program version 2"},
+  };
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.what) {
+      const std::string path = "/tmp/covirt-bad-peer-" + std::to_string(::getpid()) + ".sock";
+      ::unlink(path.c_str());
+      covirt::test_support::run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+        local::acceptor acc(ex, local::endpoint(path));
+        local::socket peer(ex);
+        asio::co_spawn(ex, [&]() -> asio::awaitable<void> {
+          co_await acc.async_accept(peer, asio::use_awaitable);
+          std::string call(28, '\0');  // CONNECT_GET_TYPE: a header, no arguments
+          co_await asio::async_read(peer, asio::buffer(call), asio::use_awaitable);
+          co_await asio::async_write(peer, asio::buffer(c.answer), asio::use_awaitable);
+          if (c.then_close) peer.close();
+        }, asio::detached);
+        r::client cl(ex);
+        covirt::diagnostics diag;
+        diag.assign("");
+        covirt::diagnostics cd;
+        auto u = covirt::parse_uri("test+unix:///default?socket=" + path, cd);
+        REQUIRE(u.has_value());
+        auto conn = co_await cl.connect(*u, false, cd);
+        REQUIRE(conn.has_value());
+        auto r = co_await cl.call<r::str_ret>(r::proc::connect_get_type, diag);
+        INFO(diag.message());
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error() == c.code);
+        CHECK(std::string(diag.message()).find(c.says) != std::string::npos);
+        if (c.code == errc::rpc && std::string(c.what) != "a string length that lies") {
+          CHECK_FALSE(cl.is_open());  // the stream cannot be trusted after this: dropped
+          covirt::diagnostics later;
+          auto again = co_await cl.call<r::str_ret>(r::proc::connect_get_type, later);
+          CHECK(again.error() == c.code);  // later calls fail at once, with the same reason
+        }
+      });
+      ::unlink(path.c_str());
+    }
+  }
+}
+
+TEST_CASE("remote: a peer that stops answering is dropped after the keepalive count", "[remote][client]") {
+  const std::string path = "/tmp/covirt-silent-peer-" + std::to_string(::getpid()) + ".sock";
+  ::unlink(path.c_str());
+  covirt::test_support::run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    local::acceptor acc(ex, local::endpoint(path));
+    local::socket peer(ex);
+    acc.async_accept(peer, [](covirt::error_code) {});  // accepts, then never says a word
+    r::client cl(ex);
+    covirt::diagnostics d;
+    auto u = covirt::parse_uri("test+unix:///default?keepalive_interval=1&keepalive_count=1&socket=" + path, d);
+    REQUIRE(u.has_value());
+    auto connected = co_await cl.connect(*u, false, d);
+    REQUIRE(connected.has_value());
+    auto r = co_await cl.call_raw(r::remote_program, int(r::proc::connect_get_type), "", d);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == errc::internal_error);
+    CHECK(std::string(d.message()).find("keepalive timeout") != std::string::npos);
+  }, std::chrono::seconds(20));  // 1 s interval, one unanswered ping: dropped after about 2 s
+  ::unlink(path.c_str());
+}
