@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <thread>
 #include <sstream>
 
 namespace Catch {
@@ -545,4 +546,77 @@ TEST_CASE("remote: qemu+unix:///system runs a real diskless guest", "[remote][li
     auto gone = co_await code_of(c.async_get_info("rg1"));
     CHECK(gone == errc::no_domain);  // transient: gone
   }, 120s);
+}
+
+namespace {
+
+// Debian's sshd on 127.0.0.1 for one test: its own host key, config and authorized key (made
+// now), nothing of the system's sshd configuration touched.
+struct private_sshd {
+  std::string dir;
+  int port = 0;
+  int pid = -1;
+  private_sshd() {
+    char tmpl[] = "/tmp/covirt-sshd-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl));
+    dir = tmpl;
+    port = 22000 + ::getpid() % 1000;
+    int st = 0;
+    shell("ssh-keygen -q -t ed25519 -N '' -f " + dir + "/host_key && ssh-keygen -q -t ed25519 -N '' -f " + dir +
+              "/id && cp " + dir + "/id.pub " + dir + "/authorized_keys && mkdir -p /run/sshd 2>&1",
+          &st);
+    REQUIRE(st == 0);
+    std::ofstream(dir + "/sshd_config") << "ListenAddress 127.0.0.1\nPort " << port << "\nHostKey " << dir
+                                        << "/host_key\nAuthorizedKeysFile " << dir
+                                        << "/authorized_keys\nPermitRootLogin prohibit-password\n"
+                                           "PasswordAuthentication no\nStrictModes no\nUsePAM no\nPidFile "
+                                        << dir << "/pid\n";
+    const std::string out = shell("/usr/sbin/sshd -f " + dir + "/sshd_config -E " + dir + "/log 2>&1", &st);
+    INFO(out << slurp(dir + "/log"));
+    REQUIRE(st == 0);  // sshd forks into the background once it listens
+    // The daemon writes its pid file once it has forked; 10 s covers a loaded machine.
+    for (int i = 0; i < 1000 && pid <= 0; ++i) {
+      std::ifstream(dir + "/pid") >> pid;
+      if (pid <= 0) std::this_thread::sleep_for(10ms);
+    }
+    INFO(slurp(dir + "/log"));
+    REQUIRE(pid > 0);
+  }
+  ~private_sshd() {
+    if (pid > 0) ::kill(pid, SIGTERM);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("remote: test+ssh through Debian's openssh to 127.0.0.1, netcat on the daemon's socket",
+          "[remote][libvirtd][ssh]") {
+  private_libvirtd daemon;
+  private_sshd sshd;
+  const std::string base = "test+ssh://root@127.0.0.1:" + std::to_string(sshd.port) + "/default?keyfile=" + sshd.dir +
+                           "/id&no_verify=1&known_hosts=" + sshd.dir + "/known_hosts";
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto c = co_await covirt::async_open(ex, base + "&netcat=nc&socket=" + daemon.socket());
+    CHECK(c.driver_as<remote::driver>()->rpc().peer() == "ssh root@127.0.0.1");
+    auto doms = co_await c.async_list_domains(0);
+    REQUIRE(doms.size() == 1);
+    CHECK(doms[0].name == "test");
+    auto events = c.subscribe();
+    co_await c.async_suspend("test");
+    auto e = co_await next_event(events);
+    CHECK(e.type == event_type::suspended);
+    co_await c.async_close();
+
+    // A key the host does not know: ssh refuses, and what it said is in the error.
+    std::string m;
+    auto refused = co_await code_of(
+        covirt::async_open(ex, "test+ssh://root@127.0.0.1:" + std::to_string(sshd.port) +
+                                   "/default?keyfile=/nonexistent&no_verify=1&netcat=nc&known_hosts=" + sshd.dir +
+                                   "/known_hosts&socket=" + daemon.socket()),
+        &m);
+    CHECK(refused == errc::system_error);
+    CHECK(m.find("Permission denied") != std::string::npos);
+  }, 60s);
 }
