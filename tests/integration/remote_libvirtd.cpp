@@ -620,3 +620,37 @@ TEST_CASE("remote: test+ssh through Debian's openssh to 127.0.0.1, netcat on the
     CHECK(m.find("Permission denied") != std::string::npos);
   }, 60s);
 }
+
+namespace {
+// Polls `path` until it holds `text` (the bound guards a fleet that never prints it).
+bool file_shows(const std::string& path, const std::string& text, std::chrono::seconds limit = 30s) {
+  const auto until = clock_type::now() + limit;
+  while (clock_type::now() < until) {
+    if (slurp(path).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("remote: examples/fleet lists every host's domains and follows their events", "[remote][libvirtd][fleet]") {
+  private_libvirtd daemon;
+  const char* fleet = std::getenv("COVIRT_FLEET");
+  REQUIRE(fleet);
+  const std::string u = "'" + daemon.uri() + "'";
+  int st = 0;
+  const std::string once = shell(std::string(fleet) + " --once " + u + " " + u + " " + u, &st);
+  INFO(once);
+  CHECK(st == 0);
+  for (const char* host : {"\n1 test+unix", "\n2 test+unix", "\n3 test+unix"}) CHECK(once.find(host) != std::string::npos);
+
+  // Live: two hosts (the same daemon twice); virsh suspends test, both rows follow.
+  const std::string out = daemon.dir() + "/fleet.out";
+  const std::string pid = shell(std::string(fleet) + " --events 2 " + u + " " + u + " >" + out + " 2>&1 & echo $!");
+  REQUIRE(file_shows(out, "running"));
+  daemon.virsh("suspend test", &st);
+  REQUIRE(st == 0);
+  CHECK(file_shows(out, "test Suspended"));
+  CHECK(file_shows(out, "2 test+unix:///default?socket=" + daemon.socket() + " test                     paused"));
+  ::kill(std::stoi(pid), SIGTERM);
+}
