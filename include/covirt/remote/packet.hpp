@@ -97,7 +97,11 @@ public:
 
   /// Room for the next read: at least what the packet under way still needs, at least 4 KiB.
   std::pair<char*, std::size_t> prepare() {
-    if (begin_ == end_) begin_ = end_ = 0;
+    if (begin_ == end_) {
+      begin_ = end_ = 0;
+      // A big packet came and went: give its room back (a fleet holds one reader per host).
+      if (buf_.size() > keep_size && want_ == 0) std::string().swap(buf_);
+    }
     const std::size_t have = end_ - begin_;
     const std::size_t want = std::max<std::size_t>(want_, have + 4096);
     if (buf_.size() - begin_ < want) {
@@ -137,7 +141,10 @@ public:
   std::size_t buffered() const noexcept { return end_ - begin_; }
 
 private:
-  static constexpr std::size_t initial_size = 65536;  // VIR_NET_MESSAGE_INITIAL
+  // Small to start with (libvirt's own client starts at 64 KiB, VIR_NET_MESSAGE_INITIAL): most
+  // replies are a few dozen bytes, and a packet's length word sizes the buffer for a big one.
+  static constexpr std::size_t initial_size = 4096;
+  static constexpr std::size_t keep_size = 65536;
   std::string buf_;
   std::size_t begin_ = 0, end_ = 0, want_ = 0;
 };
