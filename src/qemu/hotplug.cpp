@@ -15,7 +15,7 @@ result<device_variant> parse_device_xml(std::string_view xml, diagnostics& diag)
   if (xml.size() > (1u << 20)) return fail(diag, errc::xml_error, "device XML is larger than 1 MiB");
   pugi::xml_document doc;
   auto pr = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default);
-  if (!pr) return fail(diag, errc::xml_error, std::string("malformed device XML: ") + pr.description());
+  if (!pr) return fail(diag, errc::xml_detail, std::string("malformed device XML: ") + pr.description());
   pugi::xml_node el;
   int elements = 0;
   for (auto c : doc.children())
