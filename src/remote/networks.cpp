@@ -78,20 +78,22 @@ op<std::vector<network_ref>> driver::list_networks(unsigned flags, diagnostics& 
   co_return out;
 }
 
-op<network_ref> driver::lookup_network(std::string_view name, diagnostics& diag) {
-  auto s = s_;
-  const str_args a{std::string(name)};
-  auto r = co_await s->rpc->call<net_ret>(proc::network_lookup_by_name, a, diag);
+namespace {
+// A call of one string (a name, an XML) that returns a network, then its flags.
+op<network_ref> network_from(state_ptr s, proc p, std::string_view text, diagnostics& diag) {
+  const str_args a{std::string(text)};
+  auto r = co_await s->rpc->call<net_ret>(p, a, diag);
   if (!r) co_return failure(r.error());
   co_return co_await with_flags(s, r->net, diag);
 }
+}  // namespace
+
+op<network_ref> driver::lookup_network(std::string_view name, diagnostics& diag) {
+  return network_from(s_, proc::network_lookup_by_name, name, diag);
+}
 
 op<network_ref> driver::define_network(std::string_view xml, diagnostics& diag) {
-  auto s = s_;
-  const str_args a{std::string(xml)};
-  auto r = co_await s->rpc->call<net_ret>(proc::network_define_xml, a, diag);
-  if (!r) co_return failure(r.error());
-  co_return co_await with_flags(s, r->net, diag);
+  return network_from(s_, proc::network_define_xml, xml, diag);
 }
 
 op<void> driver::undefine_network(std::string_view name, diagnostics& diag) {
