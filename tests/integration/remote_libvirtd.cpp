@@ -543,9 +543,32 @@ TEST_CASE("remote: qemu+unix:///system runs a real diskless guest", "[remote][li
     }
     auto reply = co_await c.async_qemu_monitor_command("rg1", R"({"execute":"query-status"})");
     CHECK(reply.find("\"running\"") != std::string::npos);
+    {
+      auto job = co_await c.async_get_job_info("rg1");
+      CHECK(job.type == covirt::job_type::none);
+      auto no_job = co_await code_of(c.async_abort_job("rg1"));
+      CHECK(no_job == errc::operation_invalid);
+    }
+    // A memory-only dump, then save and restore through the daemon: restore learns the domain
+    // from the saved image's own XML.
+    const std::string dump = daemon.dir() + "/rg1.core", saved = daemon.dir() + "/rg1.save";
+    co_await c.async_core_dump("rg1", dump, covirt::dump_flags::memory_only);
+    CHECK(std::filesystem::file_size(dump) > 64u << 20);
+    co_await c.async_save("rg1", saved);
+    {
+      auto saved_ev = co_await event_of(events, event_type::stopped);
+      CHECK(saved_ev.detail == detail_::stopped_saved);
+    }
+    {
+      auto back = co_await c.async_restore(saved);
+      CHECK(back.name == "rg1");
+      CHECK(back.uuid == ref.uuid);
+      CHECK(back.id > 0);
+      auto state = co_await c.async_get_state("rg1");
+      CHECK(state.state == domain_state::running);
+    }
     co_await c.async_destroy("rg1");
     auto stopped = co_await event_of(events, event_type::stopped);
-    CHECK(stopped.type == event_type::stopped);
     CHECK(stopped.detail == detail_::stopped_destroyed);
     auto gone = co_await code_of(c.async_get_info("rg1"));
     CHECK(gone == errc::no_domain);  // transient: gone
