@@ -9,6 +9,8 @@
 // memory, clock, boot and lifecycle), argv_disks.cpp and argv_devices.cpp.
 #include "argv_builder.hpp"
 
+#include "../detail/shell_quote.hpp"
+
 #include <cstdint>
 #include <ctime>
 
@@ -45,12 +47,7 @@ std::string argv_to_shell(const std::vector<std::string>& argv) {
       out += a;
       continue;
     }
-    out += '\'';
-    for (char c : a) {
-      if (c == '\'') out += "'\\''";
-      else out += c;
-    }
-    out += '\'';
+    out += covirt::detail::shell_quote(a);
   }
   return out;
 }

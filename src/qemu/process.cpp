@@ -2,6 +2,8 @@
 #include <covirt/qemu/process.hpp>
 #include <covirt/detail/spawn.hpp>
 
+#include "../detail/shell_quote.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -75,12 +77,7 @@ bool move_above_stdio(unique_fd& f) {
 // Shell-like quoting for the log's "starting" line (people read it, nothing parses it).
 std::string quote_arg(const std::string& a) {
   if (!a.empty() && a.find_first_of(" \t\n'\"\\$`*?[]{}()<>|&;#~") == std::string::npos) return a;
-  std::string out = "'";
-  for (char c : a) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
+  return covirt::detail::shell_quote(a);
 }
 
 std::string now_text() {

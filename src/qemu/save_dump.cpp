@@ -1,6 +1,8 @@
 // The QEMU driver: save and restore (QEMU's migration stream to and from a file) and core dumps.
 #include "driver_state.hpp"
 
+#include "../detail/shell_quote.hpp"
+
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
@@ -13,15 +15,6 @@ namespace {
 // A save file: one header line "covirt-save 1 <xml bytes> <state offset>\n", the domain XML,
 // zero padding up to the offset (a multiple of 4096), then QEMU's migration stream.
 constexpr std::string_view save_magic = "covirt-save 1 ";
-
-std::string shell_quote(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
 
 struct save_header {
   std::string xml;
@@ -118,7 +111,7 @@ op<void> driver::state::save_job(const domain_key& key, std::string path, diagno
   co_await s->set_max_bandwidth(rt, 0);
   // Appends to the header written above, and never creates the file: a cancelled save removes
   // it, and a writer that starts late must not bring it back (cat >> would).
-  std::string to = "exec:dd of=" + shell_quote(path) + " oflag=append conv=notrunc,nocreat bs=1M status=none";
+  std::string to = "exec:dd of=" + covirt::detail::shell_quote(path) + " oflag=append conv=notrunc,nocreat bs=1M status=none";
   if (auto mr = co_await s->migrate_out(d, rt, std::move(to), 300s, "save", diag); !mr) {
     co_await undo();
     co_return mr.error();

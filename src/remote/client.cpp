@@ -17,7 +17,6 @@ namespace detail {
 namespace {
 
 constexpr auto tuple_token = asio::as_tuple(asio::use_awaitable);
-using tuple_token_t = std::decay_t<decltype(tuple_token)>;
 
 std::string hex32(std::uint32_t v) {
   char b[16];
@@ -72,9 +71,8 @@ void start_write(const std::shared_ptr<client_state>& self) {
   s.writing = true;
   s.writing_buf.clear();
   s.writing_buf.swap(s.outq);
-  asio::async_write(s.sock, asio::buffer(s.writing_buf), [self](error_code ec, std::size_t n) {
+  asio::async_write(s.sock, asio::buffer(s.writing_buf), [self](error_code ec, std::size_t) {
     self->writing = false;
-    self->sent += n;
     if (ec) {
       if (!self->closed)
         self->shutdown(errc::system_error,
@@ -86,10 +84,7 @@ void start_write(const std::shared_ptr<client_state>& self) {
 }
 
 void enqueue(const std::shared_ptr<client_state>& self, const header& h, std::string_view payload) {
-  xdr::encoder e(self->outq);
-  e.u32(std::uint32_t(length_size + header_size + payload.size()));
-  e.put(h);
-  self->outq.append(payload);
+  append_packet(self->outq, h, payload);
   start_write(self);
 }
 
@@ -194,7 +189,6 @@ asio::awaitable<void> reader(std::shared_ptr<client_state> self) {
       co_return;
     }
     s.reader_buf.commit(got);
-    s.received += got;
     s.last_rx = std::chrono::steady_clock::now();
     s.unanswered = 0;
   }
@@ -260,8 +254,6 @@ const std::string& client::peer() const noexcept {
 }
 std::size_t client::pending_calls() const noexcept { return s_ ? s_->calls.size() : 0; }
 std::size_t client::ignored_replies() const noexcept { return s_ ? s_->ignored : 0; }
-std::uint64_t client::bytes_sent() const noexcept { return s_ ? s_->sent : 0; }
-std::uint64_t client::bytes_received() const noexcept { return s_ ? s_->received : 0; }
 void client::on_message(message_handler h) {
   if (s_) s_->on_msg = std::move(h);
 }

@@ -41,7 +41,6 @@ struct client_state : std::enable_shared_from_this<client_state> {
   std::uint32_t next_serial = 0;
   std::unordered_map<std::uint32_t, pending*> calls;
   std::size_t ignored = 0;
-  std::uint64_t sent = 0, received = 0;
 
   std::string outq, writing_buf;
   bool writing = false;

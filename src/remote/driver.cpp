@@ -42,7 +42,6 @@ op<void> handshake(const std::shared_ptr<driver::state>& s, diagnostics& diag) {
   const int_args callbacks{feature::remote_event_callback};
   auto cb = co_await rpc->call<int_ret>(proc::connect_supports_feature, callbacks, diag);
   if (!cb) co_return failure(cb.error());
-  std::int32_t callback_id = -1;
   if (cb->value) {
     std::weak_ptr<driver::state> w = s;
     rpc->on_message([w](const header& h, std::string_view payload) {
@@ -51,14 +50,12 @@ op<void> handshake(const std::shared_ptr<driver::state>& s, diagnostics& diag) {
     const event_register_args lifecycle{0, {}};
     auto id = co_await rpc->call<int_ret>(proc::connect_domain_event_callback_register_any, lifecycle, diag);
     if (!id) co_return failure(id.error());
-    callback_id = id->value;
   }
   rpc->on_close([w = std::weak_ptr<driver::state>(s)](error_code, std::string_view) {
     if (auto st = w.lock()) st->events.close_all();
   });
   s->rpc = std::move(rpc);
   s->type = std::move(type->value);
-  s->callback_id = callback_id;
   s->doms.clear();
   s->nets.clear();
   co_return result<void>();

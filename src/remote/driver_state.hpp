@@ -16,7 +16,6 @@ struct driver::state {
   std::shared_ptr<client> rpc;  // shared: a call keeps the client it started on across a reconnect
   std::string type;
   event_hub events;
-  std::int32_t callback_id = -1;
   // What lists, lookups, defines and events taught us: name -> {name, uuid, id}.
   std::unordered_map<std::string, nonnull_domain> doms;
   std::unordered_map<std::string, nonnull_network> nets;

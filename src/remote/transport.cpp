@@ -10,6 +10,8 @@
 
 #include "client_state.hpp"
 
+#include "../detail/shell_quote.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -40,16 +42,6 @@ constexpr auto tuple_token = asio::as_tuple(asio::use_awaitable);
 constexpr const char* default_socket = "/var/run/libvirt/libvirt-sock";
 constexpr const char* default_socket_ro = "/var/run/libvirt/libvirt-sock-ro";
 constexpr unsigned short default_tcp_port = 16509;
-
-// A shell word in single quotes (for the command ssh runs on the host).
-std::string sh_quote(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
 
 std::optional<unsigned> number_param(const uri& u, std::string_view key, diagnostics& diag, bool& bad) {
   auto v = u.param(key);
@@ -84,9 +76,9 @@ struct ssh_child {
   asio::readable_pipe err;
   std::string said;
   bp::process proc;
-  ssh_child(asio::any_io_executor ex, const std::string& exe, const std::vector<std::string>& args,
+  ssh_child(asio::readable_pipe err_r, const std::string& exe, const std::vector<std::string>& args,
             asio::local::stream_protocol::socket& peer_end, asio::writable_pipe& err_w)
-      : err(ex), proc(ex, exe, args, bp::process_stdio{peer_end, peer_end, err_w}) {}
+      : err(std::move(err_r)), proc(err.get_executor(), exe, args, bp::process_stdio{peer_end, peer_end, err_w}) {}
 };
 
 asio::awaitable<void> collect_stderr(std::shared_ptr<ssh_child> c) {
@@ -155,15 +147,16 @@ asio::awaitable<result<void>> client::connect(const uri& u, bool read_only, diag
     if (auto k = u.param("known_hosts")) args.insert(args.end(), {"-o", "UserKnownHostsFile=" + *k});
     // No prompt can be answered from here: fail instead of waiting for a password.
     args.insert(args.end(), {"-T", "-e", "none", "-o", "BatchMode=yes", "--", u.host});
+    using covirt::detail::shell_quote;
     std::string remote;
     if (auto nc = u.param("netcat")) {
-      remote = sh_quote(*nc) + " -U " + sh_quote(sock_path);
+      remote = shell_quote(*nc) + " -U " + shell_quote(sock_path);
     } else {
       // libvirt's "auto" proxy: virt-ssh-helper where the host has it, else nc on the socket.
       const std::string name = u.without_transport();
-      remote = "sh -c " + sh_quote("if which virt-ssh-helper >/dev/null 2>&1; then exec virt-ssh-helper " +
-                                   std::string(read_only ? "-r " : "") + sh_quote(name) + "; else exec nc -U " +
-                                   sh_quote(sock_path) + "; fi");
+      remote = "sh -c " + shell_quote("if which virt-ssh-helper >/dev/null 2>&1; then exec virt-ssh-helper " +
+                                      std::string(read_only ? "-r " : "") + shell_quote(name) + "; else exec nc -U " +
+                                      shell_quote(sock_path) + "; fi");
     }
     args.push_back(remote);
     const std::string ssh = u.param("command").value_or("ssh");
@@ -171,14 +164,13 @@ asio::awaitable<result<void>> client::connect(const uri& u, bool read_only, diag
     if (exe.empty()) co_return fail(diag, errc::no_connect, "cannot run '" + ssh + "': not found in PATH");
     s.peer = "ssh " + (u.user.empty() ? "" : u.user + "@") + u.host;
     asio::local::stream_protocol::socket mine(s.ex), theirs(s.ex);
+    asio::readable_pipe err_r(s.ex);
     asio::writable_pipe err_w(s.ex);
     std::shared_ptr<ssh_child> child;
     try {
       asio::local::connect_pair(mine, theirs);
-      auto err_r = std::make_unique<asio::readable_pipe>(s.ex);
-      asio::connect_pipe(*err_r, err_w);
-      child = std::make_shared<ssh_child>(s.ex, exe, args, theirs, err_w);
-      child->err = std::move(*err_r);
+      asio::connect_pipe(err_r, err_w);
+      child = std::make_shared<ssh_child>(std::move(err_r), exe, args, theirs, err_w);
     } catch (const std::exception& e) {
       co_return fail(diag, errc::no_connect, "cannot start '" + exe + "': " + e.what());
     }

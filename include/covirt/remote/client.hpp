@@ -106,9 +106,6 @@ public:
   std::size_t pending_calls() const noexcept;
   /// Replies to calls cancelled before their reply came, dropped by serial.
   std::size_t ignored_replies() const noexcept;
-  /// Bytes sent and received since connect: the protocol's own cost, for benchmarks.
-  std::uint64_t bytes_sent() const noexcept;
-  std::uint64_t bytes_received() const noexcept;
 
 private:
   template <class Ret>

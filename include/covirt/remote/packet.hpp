@@ -46,14 +46,19 @@ struct header {
 };
 BOOST_DESCRIBE_STRUCT(header, (), (prog, vers, proc, type, serial, status))
 
-/// A whole packet: length word, header, payload (already XDR).
-inline std::string encode_packet(const header& h, std::string_view payload) {
-  std::string out;
-  out.reserve(length_size + header_size + payload.size());
+/// Appends a whole packet to `out`: length word, header, payload (already XDR).
+inline void append_packet(std::string& out, const header& h, std::string_view payload) {
   xdr::encoder e(out);
   e.u32(std::uint32_t(length_size + header_size + payload.size()));
   e.put(h);
   out.append(payload);
+}
+
+/// A whole packet as a string of its own.
+inline std::string encode_packet(const header& h, std::string_view payload) {
+  std::string out;
+  out.reserve(length_size + header_size + payload.size());
+  append_packet(out, h, payload);
   return out;
 }
 
