@@ -20,12 +20,6 @@ using covirt::connection;
 using covirt::domain_ref;
 namespace remote = covirt::remote;
 
-[[maybe_unused]] std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 [[maybe_unused]] std::string vm1_xml() { return slurp(source_root() + "/tests/data/sh/vm1.xml"); }
 

@@ -11,6 +11,9 @@
 
 #include <chrono>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace covirt::test_support {
@@ -31,6 +34,14 @@ void run_coro(F f, std::chrono::steady_clock::duration limit = std::chrono::seco
   ioc.run_for(limit);
   if (error) std::rethrow_exception(error);
   if (!done) FAIL("the coroutine did not finish within the time limit");
+}
+
+/// A file's whole contents ("" if it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
 }
 
 // What a failed awaitable threw (threw false: it did not): the code, the driver's words, and what().

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/qemu_guests.hpp"
+#include "common/run.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -76,13 +77,6 @@ inline std::string tiny_xml(const std::string& name, const guest_dir& dir, const
          lifecycle +
          "<devices>" + devices + "<serial type='file'><source path='" + dir.serial_log().string() +
          "'/><target port='0'/></serial></devices></domain>";
-}
-
-inline std::string slurp(const fs_::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
 }
 
 inline std::size_t count_of(const std::string& hay, const std::string& needle) {

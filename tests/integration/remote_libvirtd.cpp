@@ -353,8 +353,11 @@ TEST_CASE("remote: a daemon killed mid-call fails every pending call at once; re
         messages.push_back(m);
       }, asio::detached);
     asio::steady_timer t(ex);
-    t.expires_after(100ms);  // let all 64 reach the socket (the daemon answers none while stopped)
-    co_await t.async_wait(asio::use_awaitable);
+    // Wait until all 64 are sent (the daemon answers none while stopped); the run's limit bounds it.
+    while (c.driver_as<remote::driver>()->rpc().pending_calls() < 64) {
+      t.expires_after(1ms);
+      co_await t.async_wait(asio::use_awaitable);
+    }
     CHECK(c.driver_as<remote::driver>()->rpc().pending_calls() == 64);
     daemon.stop(SIGKILL);
     while ((int)messages.size() < 64) {
