@@ -2,6 +2,7 @@
 #include <covirt/qemu/driver.hpp>
 #include <covirt/remote/driver.hpp>
 #include <covirt/test/driver.hpp>
+#include <covirt/xen/driver.hpp>
 
 #include <boost/asio/this_coro.hpp>
 
@@ -30,6 +31,7 @@ struct registry {
     factories.emplace("qemu", &open_model<qemu::driver>);
     // Any URI with a transport or a host (test+unix:///default, qemu+tcp://h/system).
     factories.emplace("remote", &open_model<remote::driver>);
+    factories.emplace("xen", &open_model<xen::driver>);
   }
 };
 
@@ -45,6 +47,7 @@ namespace detail {
 template class driver_model<test::driver>;
 template class driver_model<qemu::driver>;
 template class driver_model<remote::driver>;
+template class driver_model<xen::driver>;
 }  // namespace detail
 
 connection::~connection() = default;

@@ -27,14 +27,26 @@ awaitable<bool> cmd_define(shell& sh, const args& a) {
       "Domain '%s' defined from %s\n");
 }
 
-/// virsh domxml-to-native: the command line covirt's QEMU driver would run for a domain.
+/// virsh domxml-from-native: the driver's reading of a native config (xen-sxpr, xen-xm, xen-xl).
+awaitable<bool> cmd_domxml_from_native(shell& sh, const args& a) {
+  std::string config = read_file(a.at("config"));
+  std::string format = a.at("format");
+  sh.print(co_await sh.conn.async_domain_xml_from_native(std::move(format), std::move(config)));
+  co_return true;
+}
+
+/// virsh domxml-to-native: the driver's native config for a domain (xen-sxpr, xen-xm, xen-xl),
+/// or qemu-argv: the command line covirt's QEMU driver would run, on any connection.
 awaitable<bool> cmd_domxml_to_native(shell& sh, const args& a) {
   const std::string& fmt = a.at("format");
-  if (fmt != "qemu-argv") {
-    sh.error(format("unsupported config type %s", fmt.c_str()));
-    co_return false;
-  }
   std::string xml = read_file(a.at("xml"));
+  if (fmt != "qemu-argv") {
+    std::string format = fmt;
+    std::string native = co_await sh.conn.async_domain_xml_to_native(std::move(format), std::move(xml));
+    if (!native.empty() && native.back() != '\n') native.push_back('\n');
+    sh.print(native);
+    co_return true;
+  }
   covirt::diagnostics diag;
   auto def = covirt::parse_domain_xml(xml, diag);
   if (def) {
@@ -333,8 +345,13 @@ const std::vector<command> domain_commands = {
      "Convert a domain name to domain id."},
     {"domname", {{"domain", data, true, "domain id or uuid"}}, cmd_domain_field<name_of>, "convert a domain id or UUID to domain name",
      "Convert a domain id or UUID to domain name."},
+    {"domxml-from-native",
+     {{"format", data, true, "source config data type format"},
+      {"config", data, true, "config data file to import from"}},
+     cmd_domxml_from_native, "Convert native config to domain XML",
+     "Convert native guest configuration format to domain XML format."},
     {"domxml-to-native",
-     {{"format", data, true, "target config data type format (qemu-argv)"},
+     {{"format", data, true, "target config data type format"},
       {"xml", data, true, "xml data file to export from"}},
      cmd_domxml_to_native, "Convert domain XML to native config",
      "Convert domain XML config to a native guest configuration format."},

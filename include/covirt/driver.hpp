@@ -124,5 +124,7 @@ template <class D> concept can_hotplug = driver<D> && detail::provides<D>(capabi
 /// get_job_info and abort_job do not wait for the domain's job: they are asked while it runs.
 template <class D> concept can_jobs = driver<D> && detail::provides<D>(capability::jobs);
 template <class D> concept can_migrate = driver<D> && detail::provides<D>(capability::migrate);
+template <class D> concept can_vcpu_pinning = driver<D> && detail::provides<D>(capability::vcpu_pinning);
+template <class D> concept can_native_config = driver<D> && detail::provides<D>(capability::native_config);
 
 }  // namespace covirt

@@ -129,7 +129,17 @@
   X(networks, set_network_autostart, "virNetworkSetAutostart", true, void, (std::string name, bool on), (name, on))    \
   X(networks, get_network_bridge_name, "virNetworkGetBridgeName", false, std::string, (std::string name), (name))
 
-#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X)
+#define COVIRT_OPS_vcpu_pinning(X)                                                                                     \
+  /* cpumap: the host CPUs vCPU `vcpu` may run on, one 'y' or '-' per CPU, or a list "0-3,^2". */                      \
+  X(vcpu_pinning, pin_vcpu, "virDomainPinVcpu", true, void, (domain_key dom, unsigned vcpu, std::string cpumap), (dom, vcpu, cpumap)) \
+  X(vcpu_pinning, get_vcpus, "virDomainGetVcpus", false, std::vector<vcpu_info>, (domain_key dom), (dom))
+
+#define COVIRT_OPS_native_config(X)                                                                                    \
+  /* virsh domxml-from-native / domxml-to-native: format "xen-sxpr", "xen-xm", "xen-xl". */                            \
+  X(native_config, domain_xml_from_native, "virConnectDomainXMLFromNative", false, std::string, (std::string format, std::string config), (format, config)) \
+  X(native_config, domain_xml_to_native, "virConnectDomainXMLToNative", false, std::string, (std::string format, std::string xml), (format, xml))
+
+#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X) COVIRT_OPS_vcpu_pinning(X) COVIRT_OPS_native_config(X)
 
 // Live migration, libvirt's five phases (virDomainMigrate3, protocol v3). Drivers have them and
 // the erased interface carries them; the connection offers one call, async_migrate, that runs
@@ -155,7 +165,7 @@ namespace asio = boost::asio;
 
 /// The groups a driver offers whole or not at all: `core` every driver has; the others are optional.
 enum class capability { core, set_memory, set_vcpus, autostart, networks, save_restore, core_dump, block_stats,
-                        monitor_command, hotplug, jobs, migrate };
+                        monitor_command, hotplug, jobs, migrate, vcpu_pinning, native_config };
 
 namespace detail {
 template <class Signature>

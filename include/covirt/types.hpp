@@ -77,6 +77,16 @@ struct domain_info {
   std::uint64_t cpu_time_ns = 0;
 };
 
+/// One entry of virDomainGetVcpus: virVcpuInfo and its row of the CPU map.
+struct vcpu_info {
+  unsigned number = 0;
+  int state = 0;            ///< virVcpuState: 0 offline, 1 running, 2 blocked
+  std::uint64_t cpu_time_ns = 0;
+  int cpu = -1;             ///< the physical CPU it runs on, -1 if none
+  std::string affinity;     ///< the host CPUs it may run on, one 'y'/'-' per CPU (virsh vcpuinfo's map)
+  bool operator==(const vcpu_info&) const = default;
+};
+
 /// virDomainGetState's pair.
 struct domain_state_info {
   domain_state state = domain_state::nostate;

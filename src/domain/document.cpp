@@ -1,9 +1,11 @@
-// covirt: <domain> itself: its top-level elements, parse_domain_xml and format_domain_xml.
+// covirt: <domain> itself: its top-level elements, parse_domain_xml and format_domain_xml; and
+// parse_device_xml, one device of it.
 
 #include "codec.hpp"
 
 #include <algorithm>
 #include <array>
+#include <sstream>
 
 namespace covirt {
 
@@ -319,6 +321,36 @@ std::string format_domain_xml(const domain_config& d, const domain_format_option
       w.element(1, e);
   w.put("</domain>\n");
   return w.take();
+}
+
+// One <disk> or <interface> element, as virDomainAttachDevice takes it.
+result<device_def> parse_device_xml(std::string_view xml, diagnostics& diag) {
+  if (xml.size() > (1u << 20)) return fail(diag, errc::xml_error, "device XML is larger than 1 MiB");
+  pugi::xml_document doc;
+  auto pr = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default);
+  if (!pr) return fail(diag, errc::xml_detail, std::string("malformed device XML: ") + pr.description());
+  pugi::xml_node el;
+  int elements = 0;
+  for (auto c : doc.children())
+    if (c.type() == pugi::node_element) {
+      el = c;
+      ++elements;
+    }
+  if (elements != 1) return fail(diag, errc::xml_error, "device XML must be exactly one element");
+  std::string_view kind = el.name();
+  if (kind != "disk" && kind != "interface")
+    return fail(diag, errc::config_unsupported,
+                "device <" + std::string(kind) + "> cannot be attached or detached (<disk> and <interface> can)");
+  std::ostringstream one;
+  el.print(one, "", pugi::format_raw);
+  std::string wrapped = "<domain type='qemu'><name>device</name><memory>1024</memory><devices>" + one.str() +
+                        "</devices></domain>";
+  auto def = parse_domain_xml(wrapped, diag);
+  if (!def) return def.error();
+  auto& dv = def->devices;
+  if (kind == "disk" && dv.disks.size() == 1) return device_def(std::move(dv.disks[0]));
+  if (kind == "interface" && dv.interfaces.size() == 1) return device_def(std::move(dv.interfaces[0]));
+  return fail(diag, errc::xml_error, "device XML could not be read as one <" + std::string(kind) + ">");
 }
 
 }  // namespace covirt

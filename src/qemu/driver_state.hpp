@@ -148,7 +148,7 @@ void set_aliases(domain_config& d);
 // the runtime record so that block_stats finds it after hotplugs and re-attaches.
 void record_device_names(const domain_config& d, runtime_record& rec);
 
-using device_variant = std::variant<disk_def, interface_def>;
+using device_variant = device_def;
 
 // Where a starting QEMU takes the guest's state from instead of booting it.
 struct incoming_plan {

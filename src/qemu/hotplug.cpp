@@ -10,36 +10,6 @@ namespace covirt::qemu {
 
 namespace {
 
-// One <disk> or <interface> element, as virDomainAttachDevice takes it.
-result<device_variant> parse_device_xml(std::string_view xml, diagnostics& diag) {
-  if (xml.size() > (1u << 20)) return fail(diag, errc::xml_error, "device XML is larger than 1 MiB");
-  pugi::xml_document doc;
-  auto pr = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default);
-  if (!pr) return fail(diag, errc::xml_detail, std::string("malformed device XML: ") + pr.description());
-  pugi::xml_node el;
-  int elements = 0;
-  for (auto c : doc.children())
-    if (c.type() == pugi::node_element) {
-      el = c;
-      ++elements;
-    }
-  if (elements != 1) return fail(diag, errc::xml_error, "device XML must be exactly one element");
-  std::string_view kind = el.name();
-  if (kind != "disk" && kind != "interface")
-    return fail(diag, errc::config_unsupported,
-                "device <" + std::string(kind) + "> cannot be attached or detached by covirt's qemu driver (<disk> and <interface> can)");
-  std::ostringstream one;
-  el.print(one, "", pugi::format_raw);
-  std::string wrapped = "<domain type='qemu'><name>device</name><memory>1024</memory><devices>" + one.str() +
-                        "</devices></domain>";
-  auto def = parse_domain_xml(wrapped, diag);
-  if (!def) return def.error();
-  auto& dv = def->devices;
-  if (kind == "disk" && dv.disks.size() == 1) return device_variant(std::move(dv.disks[0]));
-  if (kind == "interface" && dv.interfaces.size() == 1) return device_variant(std::move(dv.interfaces[0]));
-  return fail(diag, errc::xml_error, "device XML could not be read as one <" + std::string(kind) + ">");
-}
-
 std::string disk_bus(const disk_def& x) {
   if (!x.target_bus.empty()) return x.target_bus;
   auto p = x.target_dev.substr(0, 2);

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace covirt {
@@ -335,6 +336,10 @@ struct domain_format_options {
   bool secure = true;  // false: omit secrets (graphics passwd), like virsh without --security-info
 };
 std::string format_domain_xml(const domain_config& d, const domain_format_options& opt = {});
+
+/// One device as virDomainAttachDevice takes it: a <disk> or an <interface> element.
+using device_def = std::variant<disk_def, interface_def>;
+result<device_def> parse_device_xml(std::string_view xml, diagnostics& diag);
 
 
 /// Parses a memory value with libvirt's unit rules into KiB (rounded up).
