@@ -235,6 +235,38 @@ TEST_CASE("xen driver: shutdown through xend, create_xml, save and restore, erro
   }, 60s);
 }
 
+TEST_CASE("xen driver: attach and detach a disk, live through xend and in the config file", "[xen-driver]") {
+  xen_host host;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto c = co_await covirt::async_open(ex, host.uri());
+    const std::string disk = "<disk type='block' device='disk'><driver name='phy'/><source dev='/dev/vg0/data'/>"
+                             "<target dev='xvdb' bus='xen'/></disk>";
+    auto ref = co_await c.async_define_xml(web1_xml);
+    // In the definition only: the config file names the new disk.
+    co_await c.async_attach_device(ref, disk, covirt::device_modify::config);
+    CHECK(slurp(host.config_dir + "/web1").find("xvdb") != std::string::npos);
+    co_await c.async_detach_device(ref, disk, covirt::device_modify::config);
+    CHECK(slurp(host.config_dir + "/web1").find("xvdb") == std::string::npos);
+
+    // Live: xend's device_create puts its backend into the real xenstored; detach finds its id there.
+    co_await c.async_create("web1");
+    auto now = co_await c.async_lookup_by_name("web1");
+    const std::string backend = "/local/domain/0/backend/vbd/" + std::to_string(now.id);
+    const std::string before = host.xs.tool("xenstore-ls " + backend);
+    co_await c.async_attach_device("web1", disk, covirt::device_modify::live);
+    const std::string with = host.xs.tool("xenstore-ls " + backend);
+    CHECK(with.find("xvdb") != std::string::npos);
+    CHECK(before.find("xvdb") == std::string::npos);
+    co_await c.async_detach_device("web1", disk, covirt::device_modify::live);
+    CHECK(host.xs.tool("xenstore-ls " + backend).find("xvdb") == std::string::npos);
+    std::string msg;
+    auto missing = co_await code_of(c.async_detach_device("web1", disk, covirt::device_modify::live), &msg);
+    CHECK(missing == errc::operation_failed);
+    CHECK(msg == "device xvdb not found in the running domain");
+    co_await c.async_destroy("web1");
+  }, 60s);
+}
+
 TEST_CASE("xen driver: native configs, read-only refusal, a missing xend", "[xen-driver]") {
   xen_host host;
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {

@@ -37,6 +37,8 @@ public:
   COVIRT_DRIVER_OPERATIONS(set_vcpus)
   COVIRT_DRIVER_OPERATIONS(save_restore)
   COVIRT_DRIVER_OPERATIONS(core_dump)
+  /// Disks and interfaces: live through xend, in the definition by rewriting its config file.
+  COVIRT_DRIVER_OPERATIONS(hotplug)
   COVIRT_DRIVER_OPERATIONS(vcpu_pinning)
   COVIRT_DRIVER_OPERATIONS(native_config)
 
@@ -49,6 +51,6 @@ private:
 
 static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_save_restore<driver> && can_core_dump<driver> &&
-              can_vcpu_pinning<driver> && can_native_config<driver>);
+              can_hotplug<driver> && can_vcpu_pinning<driver> && can_native_config<driver>);
 
 }  // namespace covirt::xen
