@@ -15,16 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using form_t = std::vector<std::pair<std::string, std::string>>;
-
-// Form fields from name, value, name, value... (a function: g++ 12 rejects brace lists in coroutines).
-template <class... A>
-form_t fields(const A&... a) {
-  std::vector<std::string> v{std::string(a)...};
-  form_t f;
-  for (std::size_t i = 0; i + 1 < v.size(); i += 2) f.emplace_back(v[i], v[i + 1]);
-  return f;
-}
 
 const form_t no_fields;
 
@@ -214,25 +204,23 @@ asio::awaitable<result<void>> ask_guest(driver::state& s, const domain_key& key,
 op<void> driver::shutdown(const domain_key& key, diagnostics& diag) { co_return co_await ask_guest(*s_, key, "poweroff", diag); }
 op<void> driver::reboot(const domain_key& key, diagnostics& diag) { co_return co_await ask_guest(*s_, key, "reboot", diag); }
 
-op<void> driver::suspend(const domain_key& key, diagnostics& diag) {
-  auto s = s_;
-  auto d = co_await s->find(key, diag);
+namespace {
+
+// An xend op without fields on a running domain (pause, unpause).
+asio::awaitable<result<void>> running_op(driver::state& s, const domain_key& key, std::string_view op,
+                                         diagnostics& diag) {
+  auto d = co_await s.find(key, diag);
   if (!d) co_return failure(d.error());
   if (auto a = need_active(**d, diag); !a) co_return a;
-  auto r = co_await s->domain_op(**d, "pause", no_fields, diag);
+  auto r = co_await s.domain_op(**d, op, no_fields, diag);
   if (!r) co_return failure(r.error());
   co_return result<void>();
 }
 
-op<void> driver::resume(const domain_key& key, diagnostics& diag) {
-  auto s = s_;
-  auto d = co_await s->find(key, diag);
-  if (!d) co_return failure(d.error());
-  if (auto a = need_active(**d, diag); !a) co_return a;
-  auto r = co_await s->domain_op(**d, "unpause", no_fields, diag);
-  if (!r) co_return failure(r.error());
-  co_return result<void>();
-}
+}  // namespace
+
+op<void> driver::suspend(const domain_key& key, diagnostics& diag) { co_return co_await running_op(*s_, key, "pause", diag); }
+op<void> driver::resume(const domain_key& key, diagnostics& diag) { co_return co_await running_op(*s_, key, "unpause", diag); }
 
 op<domain_info> driver::get_info(const domain_key& key, diagnostics& diag) {
   auto s = s_;

@@ -17,6 +17,19 @@
 
 namespace covirt::xen {
 
+/// xend's form fields.
+using form_t = std::vector<std::pair<std::string, std::string>>;
+
+/// Form fields from name, value, name, value... (a function: g++ 12 rejects brace lists in coroutines).
+template <class... A>
+form_t fields(const A&... a) {
+  static_assert(sizeof...(A) % 2 == 0, "fields(name, value, ...)");
+  std::vector<std::string> v{std::string(a)...};
+  form_t f;
+  for (std::size_t i = 0; i + 1 < v.size(); i += 2) f.emplace_back(v[i], v[i + 1]);
+  return f;
+}
+
 struct xen_domain;
 /// A domain as the driver knows it: xend's facts, and its config file if it has one.
 struct xen_domain : ::covirt::detail::domain_obj {
@@ -60,8 +73,7 @@ struct driver::state {
   /// The domain `key` names, after a refresh if it is not known.
   asio::awaitable<result<std::shared_ptr<xen_domain>>> find(const domain_key& key, diagnostics& diag);
   /// POST /xend/domain/NAME with `op` and its fields, then a refresh.
-  asio::awaitable<result<sexpr>> domain_op(const xen_domain& d, std::string_view op,
-                                           const std::vector<std::pair<std::string, std::string>>& form,
+  asio::awaitable<result<sexpr>> domain_op(const xen_domain& d, std::string_view op, const form_t& form,
                                            diagnostics& diag);
   /// Writes the xm config file of `def` atomically (temporary file, fsync, rename).
   result<void> write_config(const domain_config& def, diagnostics& diag) const;

@@ -7,17 +7,6 @@ namespace covirt::xen {
 
 namespace {
 
-using form_t = std::vector<std::pair<std::string, std::string>>;
-
-form_t pairs(std::string a, std::string b, std::string c = {}, std::string d = {}, std::string e = {},
-             std::string f = {}, std::string g = {}, std::string h = {}) {
-  form_t out{{std::move(a), std::move(b)}};
-  if (!c.empty()) out.emplace_back(std::move(c), std::move(d));
-  if (!e.empty()) out.emplace_back(std::move(e), std::move(f));
-  if (!g.empty()) out.emplace_back(std::move(g), std::move(h));
-  return out;
-}
-
 // What the device is called in its backend folder: a disk's target, a NIC's MAC.
 std::string key_of(const device_def& dev) {
   if (auto* disk = std::get_if<disk_def>(&dev)) return disk->target_dev;
@@ -64,7 +53,7 @@ op<void> driver::attach_device(const domain_key& key, std::string_view xml, unsi
     const bool hvm = dom.def.os.type == "hvm";
     auto config = std::visit([&](const auto& x) { return device_to_sxpr(x, hvm, ctx, diag); }, *dev);
     if (!config) co_return failure(config.error());
-    const form_t form = pairs("config", std::move(*config));
+    const form_t form = fields("config", *config);
     auto r = co_await s->domain_op(dom, "device_create", form, diag);
     if (!r) co_return failure(r.error());
   }
@@ -114,7 +103,7 @@ op<void> driver::detach_device(const domain_key& key, std::string_view xml, unsi
     }
     if (devid.empty())
       co_return fail(diag, errc::operation_failed, "device " + wanted + " not found in the running domain");
-    const form_t form = pairs("type", cls, "dev", devid, "force", "0", "rm_cfg", "1");
+    const form_t form = fields("type", cls, "dev", devid, "force", "0", "rm_cfg", "1");
     auto r = co_await s->domain_op(dom, "device_destroy", form, diag);
     if (!r) co_return failure(r.error());
   }
