@@ -89,8 +89,11 @@ asio::awaitable<result<void>> driver::state::refresh(diagnostics& diag) {
       if (active) {
         d->id = *c.domid;
         d->state = c.state;
-        d->reason = c.state == domain_state::paused ? int(reason::user) : int(reason::booted);
-        if (open) doms.emit(*d, event_type::started, event_detail::started_booted);
+        const bool migrated = incoming.count(c.def.name) > 0;
+        d->reason = c.state == domain_state::paused ? int(reason::user)
+                    : migrated                      ? int(reason::running_migrated)
+                                                    : int(reason::booted);
+        if (open) doms.emit(*d, event_type::started, migrated ? event_detail::started_migrated : event_detail::started_booted);
       } else if (open) {
         doms.emit(*d, event_type::defined, event_detail::defined_added);
       }
@@ -110,8 +113,9 @@ asio::awaitable<result<void>> driver::state::refresh(diagnostics& diag) {
     d->def = c.def;
     d->state = c.state;
     if (!was_active) {
-      d->reason = reason::booted;
-      doms.emit(*d, event_type::started, event_detail::started_booted);
+      const bool migrated = incoming.count(c.def.name) > 0;
+      d->reason = migrated ? reason::running_migrated : reason::booted;
+      doms.emit(*d, event_type::started, migrated ? event_detail::started_migrated : event_detail::started_booted);
     } else if (before != domain_state::paused && c.state == domain_state::paused) {
       d->reason = reason::user;
       doms.emit(*d, event_type::suspended, event_detail::suspended_paused);

@@ -11,6 +11,7 @@
 #include <covirt/xen/xend.hpp>
 #include <covirt/xen/xenstore.hpp>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,6 +67,9 @@ struct driver::state {
   int config_version = 4;
 
   std::vector<watch_stream> watches;
+  /// Domains a migration is bringing here (prepare to finish): name -> the source's XML. Their
+  /// arrival is `started` (migrated), not booted.
+  std::map<std::string, std::string> incoming;
   bool refreshing = false, dirty = false;
 
   /// xend's domains and the config folder into `doms`, emitting the transitions.

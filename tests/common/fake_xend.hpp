@@ -25,7 +25,8 @@ namespace covirt::test_support {
 class fake_xend_process {
 public:
   /// `xenstore_socket`: the xenstored it writes into (private_xenstored::socket()).
-  explicit fake_xend_process(const std::string& xenstore_socket, bool with_tcp = false) {
+  /// `with_relocation`: also xend's relocation server (the target of migrations) on a free port.
+  explicit fake_xend_process(const std::string& xenstore_socket, bool with_tcp = false, bool with_relocation = false) {
     const char* exe = std::getenv("COVIRT_FAKE_XEND");
     if (!exe) throw std::runtime_error("COVIRT_FAKE_XEND is not set (meson test sets it)");
     std::string tmpl = "/tmp/covirt-fake-xend-XXXXXX";
@@ -37,6 +38,11 @@ public:
     if (with_tcp) {
       args.push_back("--tcp");
       args.push_back(std::to_string(port_));
+    }
+    if (with_relocation) {
+      relocation_port_ = free_port();
+      args.push_back("--relocation");
+      args.push_back(std::to_string(relocation_port_));
     }
     int out[2];
     if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
@@ -69,6 +75,8 @@ public:
   std::string unix_path() const { return dir_ + "/xend-socket"; }
   /// The TCP port (0 unless started with_tcp).
   unsigned short port() const noexcept { return port_; }
+  /// The relocation server's TCP port (0 unless started with_relocation).
+  unsigned short relocation_port() const noexcept { return relocation_port_; }
   int pid() const noexcept { return pid_; }
 
   /// SIGTERM, then SIGKILL after 5 s; waits for it.
@@ -88,7 +96,7 @@ public:
     pid_ = -1;
   }
 
-private:
+  /// A TCP port of 127.0.0.1 free at the time of asking.
   static unsigned short free_port() {
     const int s = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
@@ -122,8 +130,9 @@ private:
     }
   }
 
+private:
   std::string dir_;
-  unsigned short port_ = 0;
+  unsigned short port_ = 0, relocation_port_ = 0;
   int pid_ = -1;
   int out_ = -1;
 };

@@ -49,11 +49,15 @@ const char* const web1_xml = R"(<domain type='xen'>
 )";
 
 // A Xen host of the test's own: a real xenstored, the fake xend on it, a config folder.
+// With `relocation`, its xend also takes migrations (relocation_port()).
 struct xen_host {
   private_xenstored xs{xenstored_kind::c};
-  fake_xend_process xend{xs.socket()};
-  std::string config_dir = xend.dir() + "/etc-xen";
-  xen_host() { fs::create_directories(config_dir); }
+  fake_xend_process xend;
+  std::string config_dir;
+  explicit xen_host(bool relocation = false)
+      : xend(xs.socket(), false, relocation), config_dir(xend.dir() + "/etc-xen") {
+    fs::create_directories(config_dir);
+  }
   std::string uri() const {
     return "xen:///?xend_socket=" + xend.unix_path() + "&xenstore_socket=" + xs.socket() + "&config_dir=" + config_dir;
   }
@@ -298,6 +302,87 @@ TEST_CASE("xen driver: native configs, read-only refusal, a missing xend", "[xen
   }, 60s);
 }
 
+TEST_CASE("xen driver: migration from one Xen host to another through xend's relocation", "[xen-driver]") {
+  xen_host a, b(true);
+  const std::string reloc = "xenmigr://127.0.0.1:" + std::to_string(b.xend.relocation_port());
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto src = co_await covirt::async_open(ex, a.uri());
+    auto dst = co_await covirt::async_open(ex, b.uri());
+    auto src_events = src.subscribe();
+    auto dst_events = dst.subscribe();
+    co_await src.async_define_xml(web1_xml);
+    co_await src.async_create("web1");
+
+    // Refusals before anything moves, each naming what was wrong; the guest keeps running here.
+    covirt::migrate_options bad;
+    bad.uri = "tcp://127.0.0.1:1";
+    std::string msg;
+    auto e1 = co_await code_of(src.async_migrate("web1", dst, bad), &msg);
+    CHECK(e1 == errc::invalid_arg);
+    CHECK(msg.find("only xenmigr://") != std::string::npos);
+    bad.uri = reloc;
+    bad.bandwidth_mib = 10;
+    auto e2 = co_await code_of(src.async_migrate("web1", dst, bad), &msg);
+    CHECK(e2 == errc::no_support);
+    CHECK(msg == "Xen does not support bandwidth limits");
+    bad.bandwidth_mib = 0;
+    bad.flags = covirt::migrate_flags::live | covirt::migrate_flags::non_shared_disk;
+    auto e3 = co_await code_of(src.async_migrate("web1", dst, bad), &msg);
+    CHECK(e3 == errc::argument_unsupported);
+    CHECK(msg.find("non_shared_disk") != std::string::npos);
+    // Nobody listens there: xend's own error, and web1 still runs on a.
+    covirt::migrate_options nowhere;
+    nowhere.uri = "xenmigr://127.0.0.1:" + std::to_string(fake_xend_process::free_port());
+    auto e4 = co_await code_of(src.async_migrate("web1", dst, nowhere), &msg);
+    CHECK(e4 == errc::post_failed);
+    CHECK(msg.find("can't connect") != std::string::npos);
+    auto still = co_await src.async_get_state("web1");
+    CHECK(still.state == domain_state::running);
+    auto nothing = co_await code_of(dst.async_lookup_by_name("web1"));
+    CHECK(nothing == errc::no_domain);
+
+    covirt::migrate_options opt;
+    opt.uri = reloc;
+    opt.flags = covirt::migrate_flags::live | covirt::migrate_flags::persist_dest | covirt::migrate_flags::undefine_source;
+    auto there = co_await src.async_migrate("web1", dst, opt);
+    CHECK(there.name == "web1");
+    CHECK(there.id > 0);
+    auto left = co_await event_for(src_events, "web1", event_type::stopped);
+    CHECK(left.detail == detail_::stopped_migrated);
+    co_await event_for(src_events, "web1", event_type::undefined);
+    auto came = co_await event_for(dst_events, "web1", event_type::started);
+    CHECK(came.detail == detail_::started_migrated);
+    auto st = co_await dst.async_get_state("web1");
+    CHECK(st.state == domain_state::running);
+    CHECK(st.reason == covirt::reason::running_migrated);
+    auto persistent = co_await dst.async_is_persistent("web1");
+    CHECK(persistent);
+    CHECK(fs::exists(b.config_dir + "/web1"));
+    CHECK_FALSE(fs::exists(a.config_dir + "/web1"));
+    auto gone = co_await code_of(src.async_lookup_by_name("web1"));
+    CHECK(gone == errc::no_domain);
+    // b's xenstored holds the guest now; a's has nothing of it.
+    auto info = co_await dst.async_get_info("web1");
+    CHECK(info.memory_kib == 262144);
+    co_await dst.async_destroy("web1");
+  }, 60s);
+
+  // The same through covirt-sh, paused at the destination as --suspend asks.
+  const char* sh = std::getenv("COVIRT_SH");
+  REQUIRE(sh);
+  const std::string xml_file = a.xend.dir() + "/web1.xml";
+  std::ofstream(xml_file) << web1_xml;
+  int st = 0;
+  const std::string out = shell(std::string(sh) + " -c '" + a.uri() + "' 'create " + xml_file +
+                                    "; migrate --live --suspend web1 \"" + b.uri() + "\" --migrateuri " + reloc +
+                                    "; list --all' 2>&1; " + sh + " -c '" + b.uri() + "' 'domstate --reason web1' 2>&1",
+                                &st);
+  INFO(out);
+  CHECK(st == 0);
+  CHECK(out.find("paused (user)") != std::string::npos);
+  CHECK(out.find(" web1 ") == std::string::npos);  // a's list --all: web1 is not there any more
+}
+
 TEST_CASE("xen driver: covirt-sh's tour on xen:///", "[xen-driver]") {
   xen_host host;
   const char* sh = std::getenv("COVIRT_SH");
@@ -309,7 +394,7 @@ TEST_CASE("xen driver: covirt-sh's tour on xen:///", "[xen-driver]") {
   int st = 0;
   const std::string out =
       shell(std::string(sh) + " -c '" + host.uri() + "' 'define " + xml_file + "; list --all; start web1; dominfo web1; " +
-                "suspend web1; domstate web1; resume web1; destroy web1; domxml-from-native xen-xm " + xm_file +
+                "vcpupin web1 1 0; vcpupin web1; vcpuinfo web1 --pretty; vcpupin web1 0 1023; vcpupin web1 0 2-1; suspend web1; domstate web1; resume web1; destroy web1; domxml-from-native xen-xm " + xm_file +
                 "; undefine web1; list --all' 2>&1",
             &st);
   INFO(out);
@@ -318,6 +403,13 @@ TEST_CASE("xen driver: covirt-sh's tour on xen:///", "[xen-driver]") {
   CHECK(out.find(" -    web1       shut off") != std::string::npos);
   CHECK(out.find("Domain 'web1' started") != std::string::npos);
   CHECK(out.find("OS Type:        linux") != std::string::npos);
+  // The pinning, read back from xend's vcpuinfo: vCPU 1 on CPU 0 only, vCPU 0 anywhere.
+  CHECK(out.find(" VCPU   CPU Affinity\n----------------------\n 0      0-") != std::string::npos);
+  CHECK(out.find("\n 1      0\n") != std::string::npos);
+  CHECK(out.find("VCPU:           1\nCPU:            0\nState:          running\n") != std::string::npos);
+  CHECK(out.find("CPU Affinity:   0 (out of ") != std::string::npos);
+  CHECK(out.find("error: CPU 1023 in cpulist '1023' exceed the maxcpu 4\n") != std::string::npos);
+  CHECK(out.find("error: Invalid cpulist '2-1'\nerror: invalid argument: Failed to parse bitmap '2-1'\n") != std::string::npos);
   CHECK(out.find("Domain 'web1' suspended") != std::string::npos);
   CHECK(out.find("paused") != std::string::npos);
   CHECK(out.find("Domain 'web1' destroyed") != std::string::npos);

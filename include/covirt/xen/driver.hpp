@@ -41,6 +41,8 @@ public:
   COVIRT_DRIVER_OPERATIONS(hotplug)
   COVIRT_DRIVER_OPERATIONS(vcpu_pinning)
   COVIRT_DRIVER_OPERATIONS(native_config)
+  /// Through xend's op=migrate to the destination's relocation server (src/xen/migration.cpp).
+  COVIRT_DRIVER_OPERATIONS(migrate)
 
   struct state;
 
@@ -51,6 +53,6 @@ private:
 
 static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_save_restore<driver> && can_core_dump<driver> &&
-              can_hotplug<driver> && can_vcpu_pinning<driver> && can_native_config<driver>);
+              can_hotplug<driver> && can_vcpu_pinning<driver> && can_native_config<driver> && can_migrate<driver>);
 
 }  // namespace covirt::xen
