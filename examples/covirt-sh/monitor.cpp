@@ -88,8 +88,23 @@ awaitable<bool> cmd_dominfo(shell& sh, const args& a) {
   }
   // covirt has no managed save, so there is never a managed save image.
   out += line("Managed save:", "no");
-  // The Security model/DOI/label lines are left out: covirt has no security-model API.
   sh.print(out);
+  // The Security lines, as virsh: none when the driver has no security model (no_support) or
+  // its model is empty; the label only when the domain has one (it runs). Other errors fail.
+  covirt::security_model model;
+  bool has_model = true;
+  try {
+    model = co_await sh.conn.async_node_get_security_model();
+  } catch (const covirt::error& e) {
+    if (e.code() != covirt::errc::no_support) throw;
+    has_model = false;
+  }
+  if (!has_model || model.model.empty()) co_return ok;
+  out = line("Security model:", model.model) + line("Security DOI:", model.doi);
+  sh.print(out);
+  auto label = co_await sh.conn.async_get_security_label(*d);
+  if (!label.label.empty())
+    sh.print(format("%-15s %s (%s)\n", "Security label:", label.label.c_str(), label.enforcing ? "enforcing" : "permissive"));
   co_return ok;
 }
 

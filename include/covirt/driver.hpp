@@ -126,5 +126,6 @@ template <class D> concept can_jobs = driver<D> && detail::provides<D>(capabilit
 template <class D> concept can_migrate = driver<D> && detail::provides<D>(capability::migrate);
 template <class D> concept can_vcpu_pinning = driver<D> && detail::provides<D>(capability::vcpu_pinning);
 template <class D> concept can_native_config = driver<D> && detail::provides<D>(capability::native_config);
+template <class D> concept can_security = driver<D> && detail::provides<D>(capability::security);
 
 }  // namespace covirt

@@ -139,7 +139,12 @@
   X(native_config, domain_xml_from_native, "virConnectDomainXMLFromNative", false, std::string, (std::string format, std::string config), (format, config)) \
   X(native_config, domain_xml_to_native, "virConnectDomainXMLToNative", false, std::string, (std::string format, std::string xml), (format, xml))
 
-#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X) COVIRT_OPS_vcpu_pinning(X) COVIRT_OPS_native_config(X)
+// The security driver's model and a running domain's label (virsh dominfo's Security lines).
+#define COVIRT_OPS_security(X)                                                                                         \
+  X(security, node_get_security_model, "virNodeGetSecurityModel", false, security_model, (), ())                      \
+  X(security, get_security_label, "virDomainGetSecurityLabel", false, security_label, (domain_key dom), (dom))
+
+#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X) COVIRT_OPS_vcpu_pinning(X) COVIRT_OPS_native_config(X) COVIRT_OPS_security(X)
 
 // Live migration, libvirt's five phases (virDomainMigrate3, protocol v3). Drivers have them and
 // the erased interface carries them; the connection offers one call, async_migrate, that runs
@@ -165,7 +170,7 @@ namespace asio = boost::asio;
 
 /// The groups a driver offers whole or not at all: `core` every driver has; the others are optional.
 enum class capability { core, set_memory, set_vcpus, autostart, networks, save_restore, core_dump, block_stats,
-                        monitor_command, hotplug, jobs, migrate, vcpu_pinning, native_config };
+                        monitor_command, hotplug, jobs, migrate, vcpu_pinning, native_config, security };
 
 namespace detail {
 template <class Signature>

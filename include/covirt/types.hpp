@@ -87,6 +87,21 @@ struct vcpu_info {
   bool operator==(const vcpu_info&) const = default;
 };
 
+/// virNodeGetSecurityModel: the host's security driver ("testSecurity", "dac", "selinux", or
+/// "none") and its domain of interpretation.
+struct security_model {
+  std::string model, doi;
+  bool operator==(const security_model&) const = default;
+};
+
+/// virDomainGetSecurityLabel: a running domain's label ("+107:+107" for DAC); empty when the
+/// domain is not running.
+struct security_label {
+  std::string label;
+  bool enforcing = false;
+  bool operator==(const security_label&) const = default;
+};
+
 /// virDomainGetState's pair.
 struct domain_state_info {
   domain_state state = domain_state::nostate;

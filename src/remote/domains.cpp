@@ -253,4 +253,29 @@ op<job_info> driver::get_job_info(const domain_key& k, diagnostics& diag) {
 
 op<void> driver::abort_job(const domain_key& k, diagnostics& diag) { return dom_only<void>(s_, k, proc::domain_abort_job, diag); }
 
+// ------------------------------------------------------------------ security (dominfo's lines)
+
+namespace {
+// A `char x<>` array as libvirtd fills it: the C string, NUL included (or not).
+std::string c_string(const std::vector<char>& v) { return std::string(v.data(), ::strnlen(v.data(), v.size())); }
+}  // namespace
+
+op<security_model> driver::node_get_security_model(diagnostics& diag) {
+  auto r = co_await s_->rpc->call<node_get_security_model_ret>(proc::node_get_security_model, diag);
+  if (!r) co_return failure(r.error());
+  security_model m;
+  m.model = c_string(r->model);
+  m.doi = c_string(r->doi);
+  co_return m;
+}
+
+op<security_label> driver::get_security_label(const domain_key& k, diagnostics& diag) {
+  auto r = co_await dom_only<domain_get_security_label_ret>(s_, k, proc::domain_get_security_label, diag);
+  if (!r) co_return failure(r.error());
+  security_label l;
+  l.label = c_string(r->label);
+  l.enforcing = r->enforcing != 0;
+  co_return l;
+}
+
 }  // namespace covirt::remote

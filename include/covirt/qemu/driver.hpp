@@ -71,6 +71,9 @@ public:
   COVIRT_DRIVER_OPERATIONS(jobs)
   /// Migration phases (see covirt::can_migrate); the stream goes over TCP, QEMU to QEMU.
   COVIRT_DRIVER_OPERATIONS(migrate)
+  /// QEMU runs as the caller, unconfined: libvirt's "none" model (DOI "0", no labels), what its
+  /// unprivileged qemu:///session reports (src/qemu/security.cpp).
+  COVIRT_DRIVER_OPERATIONS(security)
 
   struct state;
 
@@ -84,7 +87,7 @@ static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_autostart<driver>);
 static_assert(can_save_restore<driver> && can_core_dump<driver> && can_block_stats<driver> &&
               can_monitor_command<driver>);
-static_assert(can_hotplug<driver> && can_jobs<driver> && can_migrate<driver>);
+static_assert(can_hotplug<driver> && can_jobs<driver> && can_migrate<driver> && can_security<driver>);
 
 }  // namespace covirt::qemu
 

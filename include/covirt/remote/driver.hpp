@@ -61,6 +61,7 @@ public:
   COVIRT_DRIVER_OPERATIONS(hotplug)
   COVIRT_DRIVER_OPERATIONS(jobs)
   COVIRT_DRIVER_OPERATIONS(networks)
+  COVIRT_DRIVER_OPERATIONS(security)
 
   /// The RPC client under the driver (for tests and benchmarks); replaced by reconnect().
   client& rpc() noexcept;
@@ -74,7 +75,7 @@ private:
 };
 
 static_assert(covirt::driver<driver>);
-static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver> &&
+static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver> && can_security<driver> &&
               can_save_restore<driver> && can_core_dump<driver> && can_block_stats<driver> &&
               can_monitor_command<driver> && can_hotplug<driver> && can_jobs<driver>);
 

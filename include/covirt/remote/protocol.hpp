@@ -55,6 +55,8 @@ enum class proc : std::int32_t {
   domain_block_stats = 64,          // dom_str_args -> domain_block_stats_ret
   auth_list = 66,                   // void -> auth_list_ret
   connect_get_uri = 110,            // void -> str_ret
+  domain_get_security_label = 121,  // dom_args -> domain_get_security_label_ret
+  node_get_security_model = 122,    // void -> node_get_security_model_ret
   domain_is_active = 150,           // dom_args -> int_ret
   domain_is_persistent = 151,       // dom_args -> int_ret
   network_is_active = 152,          // net_args -> int_ret
@@ -191,6 +193,24 @@ struct node_get_info_ret {
   std::int32_t cpus = 0, mhz = 0, nodes = 0, sockets = 0, cores = 0, threads = 0;
 };
 BOOST_DESCRIBE_STRUCT(node_get_info_ret, (), (model, memory, cpus, mhz, nodes, sockets, cores, threads))
+
+/// REMOTE_SECURITY_LABEL_MAX, _MODEL_MAX, _DOI_MAX (VIR_SECURITY_*_BUFLEN).
+inline constexpr std::uint32_t security_label_max = 4097, security_model_max = 257, security_doi_max = 257;
+
+/// DOMAIN_GET_SECURITY_LABEL: `char label<>`, an array of chars (each a 4-byte word, counted),
+/// with its terminating NUL, as libvirtd sends it.
+struct domain_get_security_label_ret {
+  xdr::list<char, security_label_max> label;
+  std::int32_t enforcing = 0;
+};
+BOOST_DESCRIBE_STRUCT(domain_get_security_label_ret, (), (label, enforcing))
+
+/// NODE_GET_SECURITY_MODEL: two `char x<>` arrays, NUL included.
+struct node_get_security_model_ret {
+  xdr::list<char, security_model_max> model;
+  xdr::list<char, security_doi_max> doi;
+};
+BOOST_DESCRIBE_STRUCT(node_get_security_model_ret, (), (model, doi))
 
 /// DOMAIN_GET_INFO: state is an unsigned char and nr_virt_cpu an unsigned short, each a 4-byte word.
 struct domain_get_info_ret {

@@ -32,6 +32,8 @@ public:
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(set_vcpus)
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(autostart_driver)
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(networks)
+  /// libvirt's test driver's: model "testSecurity", DOI "", label "libvirt-test" (enforcing) while running.
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(security)
 
 private:
   friend listed_domains<driver>;
@@ -40,7 +42,8 @@ private:
 };
 
 static_assert(covirt::driver<driver>);
-static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver>);
+static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver> &&
+              can_security<driver>);
 
 }  // namespace covirt::test
 
