@@ -2,6 +2,7 @@
 
 #include "codec.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace covirt::domain_codec {
@@ -79,6 +80,18 @@ void fmt_interface(x::writer& w, int depth, const interface_def& d) {
     w.elements(in + 1, s.extra);
     w.finish(m2, in, "source");
   }
+  // The unmodelled children libvirt prints between <source> and <script>, in its order.
+  static constexpr std::string_view after_source[] = {"vlan", "virtualport", "ip", "route"};
+  auto early = [](const xml_element& e) {
+    return std::find(std::begin(after_source), std::end(after_source), e.name) != std::end(after_source);
+  };
+  std::vector<xml_element> first, rest;
+  for (const auto& name : after_source)
+    for (const auto& e : d.extra)
+      if (e.name == name) first.push_back(e);
+  for (const auto& e : d.extra)
+    if (!early(e)) rest.push_back(e);
+  w.elements(in, first);
   x::write_attr_leaf(w, in, "script", "path", d.script_path);
   if (d.target_dev || !d.target_extra_attrs.empty()) {
     w.open(in, "target");
@@ -88,7 +101,7 @@ void fmt_interface(x::writer& w, int depth, const interface_def& d) {
   }
   x::write_attr_leaf(w, in, "model", "type", d.model_type);
   if (d.driver) w.element(in, *d.driver);
-  w.elements(in, d.extra);
+  w.elements(in, rest);
   x::write_attr_leaf(w, in, "link", "state", d.link_state);
   if (d.mtu) x::write_leaf<mtu_fields>(w, in, "mtu", d, {});
   fmt_boot(w, in, d.boot_order);
