@@ -73,6 +73,24 @@ asio::awaitable<result<sexpr>> driver::state::domain_op(const xen_domain& d, std
   co_return r;
 }
 
+asio::awaitable<result<sexpr>> driver::state::stop_op(xen_domain& d, std::string_view op, const form_t& more, int why,
+                                                      int detail, diagnostics& diag) {
+  d.expect_stop(why, detail);
+  form_t form = fields("op", op);
+  form.insert(form.end(), more.begin(), more.end());
+  const std::string target = "/xend/domain/" + d.def.name;
+  auto r = co_await xd->post(target, form, diag);
+  if (!r) {
+    d.expect_stop(reason::shutdown, event_detail::stopped_shutdown);
+    co_return r;
+  }
+  // xend may answer before the domain is gone (destroy's 202): it is gone from here on, as virsh reports it.
+  if (d.active()) d.stopped_by(doms);
+  diagnostics ignore;
+  co_await refresh(ignore);
+  co_return r;
+}
+
 op<domain_ref> driver::define_xml(std::string_view xml, diagnostics& diag) {
   auto s = s_;
   auto def = parse_domain_xml(xml, diag);
@@ -160,18 +178,8 @@ op<void> driver::destroy(const domain_key& key, diagnostics& diag) {
   auto d = co_await s->find(key, diag);
   if (!d) co_return failure(d.error());
   if (auto a = need_active(**d, diag); !a) co_return a;
-  (*d)->expect_stop(reason::destroyed, event_detail::stopped_destroyed);
-  const form_t form1 = fields("op", "destroy");
-  const std::string target6 = "/xend/domain/" + (*d)->def.name;
-  auto r = co_await s->xd->post(target6, form1, diag);
-  if (!r) {
-    (*d)->expect_stop(reason::shutdown, event_detail::stopped_shutdown);
-    co_return failure(r.error());
-  }
-  // xend's destroy is asynchronous (202): the domain is gone from here on, as virsh reports it.
-  if ((*d)->active()) (*d)->stopped_by(s->doms);
-  diagnostics ignore;
-  co_await s->refresh(ignore);
+  auto r = co_await s->stop_op(**d, "destroy", no_fields, reason::destroyed, event_detail::stopped_destroyed, diag);
+  if (!r) co_return failure(r.error());
   co_return result<void>();
 }
 
@@ -385,17 +393,9 @@ op<void> driver::save(const domain_key& key, std::string_view path, diagnostics&
   if (auto a = need_active(**d, diag); !a) co_return a;
   if ((*d)->id == 0) co_return fail(diag, errc::operation_invalid, "cannot save Domain-0");
   if (path.empty() || path[0] != '/') co_return fail(diag, errc::invalid_arg, "the save file must be an absolute path");
-  (*d)->expect_stop(reason::saved, event_detail::stopped_saved);
-  const form_t form4 = fields("op", "save", "file", std::string(path));
-  const std::string target7 = "/xend/domain/" + (*d)->def.name;
-  auto r = co_await s->xd->post(target7, form4, diag);
-  if (!r) {
-    (*d)->expect_stop(reason::shutdown, event_detail::stopped_shutdown);
-    co_return failure(r.error());
-  }
-  if ((*d)->active()) (*d)->stopped_by(s->doms);
-  diagnostics ignore;
-  co_await s->refresh(ignore);
+  const form_t file = fields("file", std::string(path));
+  auto r = co_await s->stop_op(**d, "save", file, reason::saved, event_detail::stopped_saved, diag);
+  if (!r) co_return failure(r.error());
   co_return result<void>();
 }
 

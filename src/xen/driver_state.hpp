@@ -79,6 +79,10 @@ struct driver::state {
   /// POST /xend/domain/NAME with `op` and its fields, then a refresh.
   asio::awaitable<result<sexpr>> domain_op(const xen_domain& d, std::string_view op, const form_t& form,
                                            diagnostics& diag);
+  /// domain_op for an op that ends the domain's run here (destroy, save, migrate): the stop is
+  /// reported as `why`/`detail` whether xend's answer or a refresh a watch triggers sees it first.
+  asio::awaitable<result<sexpr>> stop_op(xen_domain& d, std::string_view op, const form_t& form, int why, int detail,
+                                         diagnostics& diag);
   /// Writes the xm config file of `def` atomically (temporary file, fsync, rename).
   result<void> write_config(const domain_config& def, diagnostics& diag) const;
   std::string config_path(std::string_view name) const { return config_dir + "/" + std::string(name); }
