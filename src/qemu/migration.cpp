@@ -1,5 +1,6 @@
 // The QEMU driver: migration, libvirt's five steps (begin, prepare, perform, finish, confirm).
 #include "driver_state.hpp"
+#include "../common/host_port.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -109,26 +110,12 @@ op<std::string> driver::state::prepare_job(std::string_view xml, std::string_vie
     else if (u.rfind("tcp:", 0) == 0) u.remove_prefix(4);
     else co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " is not tcp://HOST[:PORT]");
     while (!u.empty() && u.back() == '/') u.remove_suffix(1);
-    std::string_view rest;
-    if (!u.empty() && u.front() == '[') {  // [IPv6]:PORT
-      auto close = u.find(']');
-      if (close == std::string_view::npos) co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad host");
-      host = std::string(u.substr(1, close - 1));
-      rest = u.substr(close + 1);
-    } else {
-      auto colon = u.find(':');
-      if (colon == std::string_view::npos) colon = u.size();
-      if (colon > 0) host = std::string(u.substr(0, colon));
-      rest = u.substr(colon);
-    }
-    if (!rest.empty()) {
-      if (rest.front() != ':') co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad host");
-      port = std::string(rest.substr(1));
-    }
+    auto hp = ::covirt::detail::split_host_port(u, uri_in, diag);
+    if (!hp) co_return failure(hp.error());
+    if (!hp->host.empty()) host = std::move(hp->host);
+    port = std::move(hp->port);
     if (host.find_first_of(",; \t\n'\"") != std::string::npos)
       co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad host");
-    if (!port.empty() && (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 || std::stoi(port) > 65535))
-      co_return fail(diag, errc::invalid_arg, "migration URI " + q(uri_in) + " has a bad port");
   }
   if (port.empty()) {
     // A free port now; QEMU binds it a moment later (libvirt picks from a range the same way).

@@ -11,6 +11,7 @@
 // checks and bookkeeping. The events: `stopped` (migrated) at the source, `started` (migrated)
 // at the destination, from the refresh their xenstore watches cause.
 #include "driver_state.hpp"
+#include "../common/host_port.hpp"
 
 #include <unistd.h>
 
@@ -40,11 +41,11 @@ result<void> check_flags(unsigned flags, diagnostics& diag) {
   add(migrate_flags::offline, "offline");
   add(migrate_flags::compressed, "compressed");
   add(migrate_flags::auto_converge, "auto_converge");
-  if (names.empty()) names = "0x" + [&] {
+  if (names.empty()) {  // bits with no name
     char b[16];
-    std::snprintf(b, sizeof b, "%x", other);
-    return std::string(b);
-  }();
+    std::snprintf(b, sizeof b, "0x%x", other);
+    names = b;
+  }
   return fail(diag, errc::argument_unsupported, "xend's migration does not support the flags " + names);
 }
 
@@ -63,28 +64,15 @@ result<target> parse_target(std::string_view uri, diagnostics& diag) {
     u.remove_prefix(p + 3);
     while (!u.empty() && u.back() == '/') u.remove_suffix(1);
   }
+  auto hp = ::covirt::detail::split_host_port(u, uri, diag);
+  if (!hp) return failure(hp.error());
+  if (hp->empty_port) return fail(diag, errc::invalid_arg, "migration URI " + q + " has a bad port");
   target t;
-  std::string_view rest;
-  if (!u.empty() && u.front() == '[') {
-    const auto close = u.find(']');
-    if (close == std::string_view::npos) return fail(diag, errc::invalid_arg, "migration URI " + q + " has a bad host");
-    t.host = std::string(u.substr(1, close - 1));
-    rest = u.substr(close + 1);
-  } else {
-    const auto colon = u.find(':');
-    t.host = std::string(u.substr(0, colon));
-    if (colon != std::string_view::npos) rest = u.substr(colon);
-  }
+  t.host = std::move(hp->host);
+  if (!hp->port.empty()) t.port = std::move(hp->port);
   if (t.host.empty()) return fail(diag, errc::invalid_arg, "a hostname must be specified in the migration URI " + q);
   if (t.host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:") != std::string::npos)
     return fail(diag, errc::invalid_arg, "migration URI " + q + " has a bad host");
-  if (!rest.empty()) {
-    const std::string_view p = rest.substr(1);
-    if (rest.front() != ':' || p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string_view::npos ||
-        std::stoi(std::string(p)) > 65535)
-      return fail(diag, errc::invalid_arg, "migration URI " + q + " has a bad port");
-    t.port = std::string(p);
-  }
   return t;
 }
 
@@ -136,13 +124,8 @@ op<void> driver::migrate_perform(const domain_key& key, std::string_view uri, co
   // xend fails on a missing field but ignores unknown ones: libvirt sent all of them.
   const form_t form = fields("destination", t->host, "live", (opt.flags & migrate_flags::live) ? "1" : "0", "port",
                              t->port, "node", "-1", "ssl", "0", "change_home_server", "0", "resource", "0");
-  (*d)->expect_stop(reason::migrated, event_detail::stopped_migrated);
-  auto r = co_await s->domain_op(**d, "migrate", form, diag);
-  if (!r) {
-    (*d)->expect_stop(reason::shutdown, event_detail::stopped_shutdown);
-    co_return failure(r.error());
-  }
-  if ((*d)->active()) (*d)->stopped_by(s->doms);
+  auto r = co_await s->stop_op(**d, "migrate", form, reason::migrated, event_detail::stopped_migrated, diag);
+  if (!r) co_return failure(r.error());
   co_return result<void>();
 }
 

@@ -12,6 +12,7 @@
 #include "common/print.hpp"
 #include "common/run.hpp"
 #include "../src/common/domain_list.hpp"
+#include "../src/common/host_port.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -1163,4 +1164,40 @@ TEST_CASE("domain_list: define, run, redefine, undefine and stop follow libvirt'
     doms.saw_id(41);
     CHECK(doms.take_id() == 42);
   });
+}
+
+TEST_CASE("split_host_port: a migration URI's HOST[:PORT], IPv6 in brackets, bad ports and hosts named", "[core][uri]") {
+  using covirt::detail::split_host_port;
+  covirt::diagnostics diag;
+  auto a = split_host_port("host.example:49152", "tcp://host.example:49152", diag);
+  REQUIRE(a.has_value());
+  CHECK(a->host == "host.example");
+  CHECK(a->port == "49152");
+  CHECK_FALSE(a->empty_port);
+  auto b = split_host_port("[fd00::1]:8002", "xenmigr://[fd00::1]:8002", diag);
+  REQUIRE(b.has_value());
+  CHECK(b->host == "fd00::1");
+  CHECK(b->port == "8002");
+  auto c = split_host_port("h", "h", diag);
+  REQUIRE(c.has_value());
+  CHECK(c->host == "h");
+  CHECK(c->port.empty());
+  auto d = split_host_port("h:", "h:", diag);
+  REQUIRE(d.has_value());
+  CHECK(d->empty_port);
+  auto e = split_host_port(":7", ":7", diag);
+  REQUIRE(e.has_value());
+  CHECK(e->host.empty());
+  CHECK(e->port == "7");
+  for (const char* bad : {"h:65536", "h:12x", "h:123456"}) {
+    auto r = split_host_port(bad, bad, diag);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error() == covirt::errc::invalid_arg);
+    CHECK(std::string(diag.message()) == "migration URI '" + std::string(bad) + "' has a bad port");
+  }
+  for (const char* bad : {"[fd00::1", "[fd00::1]x"}) {
+    auto r = split_host_port(bad, bad, diag);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(std::string(diag.message()) == "migration URI '" + std::string(bad) + "' has a bad host");
+  }
 }
