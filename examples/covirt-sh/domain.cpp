@@ -373,18 +373,10 @@ awaitable<bool> cmd_vcpupin(shell& sh, const args& a) {
     sh.error(format("vcpu %lld is out of range of live cpu count %zu", *vcpu, vcpus.size()));
     co_return false;
   }
-  std::vector<std::pair<std::string, std::string>> rows;
-  std::size_t w0 = 4, w1 = 12;
-  for (const auto& v : vcpus) {
-    if (vcpu && v.number != static_cast<unsigned>(*vcpu)) continue;
-    rows.emplace_back(std::to_string(v.number), cpu_list(v.affinity));
-    w0 = std::max(w0, rows.back().first.size());
-    w1 = std::max(w1, rows.back().second.size());
-  }
-  // virsh's table: a column is as wide as its widest cell, columns three spaces apart.
-  std::string out = format(" %-*s   %s\n", static_cast<int>(w0), "VCPU", "CPU Affinity") + std::string(w0 + w1 + 6, '-') + "\n";
-  for (const auto& [n, l] : rows) out += format(" %-*s   %s\n", static_cast<int>(w0), n.c_str(), l.c_str());
-  sh.print(out + "\n");
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : vcpus)
+    if (!vcpu || v.number == static_cast<unsigned>(*vcpu)) rows.push_back({std::to_string(v.number), cpu_list(v.affinity)});
+  sh.print(render_table({"VCPU", "CPU Affinity"}, rows, true) + "\n");
   co_return true;
 }
 
