@@ -1,11 +1,12 @@
 // covirt internal: what the files of the domain XML codec share. Each file holds the parser
 // and the printer of one part of the document (both read the same field tables):
-//   values.cpp      public helpers: sizes, UUIDs, names, disk names, MACs
+//   values.cpp      public helpers: sizes, bitmaps, UUIDs, names, disk names, MACs
 //   common.cpp      the parts every device has: <address>, <alias>, <boot>
 //   disks.cpp       <disk>, <controller>
 //   interfaces.cpp  <interface>
 //   devices.cpp     the other devices and <devices> itself
 //   os_cpu.cpp      <os>, <features>, <cpu>, <clock>
+//   tuning.cpp      <blkiotune>, <memtune>, <memoryBacking>, <cputune>, <numatune>
 //   document.cpp    <domain>: the top-level elements, parse_domain_xml, format_domain_xml
 #pragma once
 
@@ -68,5 +69,29 @@ result<void> parse_cpu(xml_node n, cpu_def& c, diagnostics& diag);
 void fmt_cpu(x::writer& w, const cpu_def& c);
 result<void> parse_clock(xml_node n, clock_def& c, diagnostics& diag);
 void fmt_clock(x::writer& w, const clock_def& c);
+
+// tuning.cpp. Each parser leaves `out` empty when the element holds nothing libvirt keeps
+// (libvirt then prints nothing); each printer prints nothing for an empty model.
+/// libvirt's VIR_DOMAIN_CPUMASK_LEN: every CPU and node list of a domain is below it.
+inline constexpr unsigned cpumask_len = 16384;
+/// A cpuset/nodeset attribute value in libvirt's form ("0-2,^1" -> "0,2"); an invalid one is
+/// errc::xml_detail, an empty set errc::config_unsupported, both naming `attr` and `elem`.
+result<std::string> normalise_bitmap(std::string_view value, std::string_view attr, std::string_view elem,
+                                     diagnostics& diag);
+result<void> parse_blkiotune(xml_node n, std::optional<blkiotune_def>& out, diagnostics& diag);
+void fmt_blkiotune(x::writer& w, const blkiotune_def& b);
+result<void> parse_memtune(xml_node n, std::optional<memtune_def>& out, diagnostics& diag);
+void fmt_memtune(x::writer& w, const memtune_def& m);
+result<void> parse_memory_backing(xml_node n, std::optional<memory_backing_def>& out, diagnostics& diag);
+void fmt_memory_backing(x::writer& w, const memory_backing_def& m);
+result<void> parse_cputune(xml_node n, std::optional<cputune_def>& out, diagnostics& diag);
+void fmt_cputune(x::writer& w, const cputune_def& c);
+/// `vcpu_placement` is <vcpu placement=> as given: with "auto" the memory follows it.
+result<void> parse_numatune(xml_node n, std::string_view vcpu_placement, std::optional<numatune_def>& out,
+                            diagnostics& diag);
+void fmt_numatune(x::writer& w, const numatune_def& n);
+/// The checks of the hugepages against each other and the guest's NUMA cells (<cpu><numa>),
+/// once the whole document is read; a node-0 page of a guest without NUMA becomes its default.
+result<void> check_hugepages(domain_config& d, diagnostics& diag);
 
 }  // namespace covirt::domain_codec

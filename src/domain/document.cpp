@@ -66,7 +66,7 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
   // duplicates of single elements are refused
   static constexpr std::string_view single[] = {
       "name", "uuid", "title", "description", "metadata", "memory", "currentMemory", "maxMemory", "vcpu",
-      "bootloader", "bootloader_args", "os", "features", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash",
+      "blkiotune", "memtune", "memoryBacking", "cputune", "numatune", "bootloader", "bootloader_args", "os", "features", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash",
       "on_lockfailure", "pm", "devices"};
   unsigned seen[std::size(single)] = {};
   for (std::size_t i = 0; i < r.size(); ++i) {
@@ -132,8 +132,17 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
     d.vcpu_placement = v.attribute("placement").value();
     if (!d.vcpu_placement.empty() && d.vcpu_placement != "static" && d.vcpu_placement != "auto")
       return fail(diag, errc::xml_detail, "vcpu placement '" + d.vcpu_placement + "' is not known");
-    d.vcpu_cpuset = v.attribute("cpuset").value();
+    // virDomainVcpuParse: with automatic placement the cpuset is ignored (not even read)
+    if (auto cs = v.attribute("cpuset"); cs && d.vcpu_placement != "auto") {
+      COVIRT_TRY(norm, normalise_bitmap(cs.value(), "cpuset", "vcpu", diag));
+      d.vcpu_cpuset = std::move(norm);
+    }
   }
+  if (auto b = r.take_any("blkiotune")) COVIRT_CHECK(parse_blkiotune(b, d.blkiotune, diag));
+  if (auto m = r.take_any("memtune")) COVIRT_CHECK(parse_memtune(m, d.memtune, diag));
+  if (auto m = r.take_any("memoryBacking")) COVIRT_CHECK(parse_memory_backing(m, d.memory_backing, diag));
+  if (auto c = r.take_any("cputune")) COVIRT_CHECK(parse_cputune(c, d.cputune, diag));
+  if (auto n = r.take_any("numatune")) COVIRT_CHECK(parse_numatune(n, d.vcpu_placement, d.numatune, diag));
   COVIRT_TRY(bl, strict(r, "bootloader", {}, diag));
   if (bl) d.bootloader = x::text_of(bl);
   COVIRT_TRY(bla, strict(r, "bootloader_args", {}, diag));
@@ -173,6 +182,16 @@ result<domain_config> parse_domain_xml(std::string_view xml, diagnostics& diag) 
   }
   for (auto& e : r.rest()) d.extra.push_back(std::move(e));
   x::sort_by_stage(d.extra, domain_order);
+  // virDomainDefParseXML: memory placed automatically takes the vCPUs along unless they are pinned
+  if (d.numatune && d.numatune->has_memory && d.numatune->placement == "auto" && d.vcpu_cpuset.empty()) {
+    bool pinned = false;
+    if (d.cputune) {
+      pinned = !d.cputune->vcpupins.empty() || d.cputune->emulatorpin.has_value();
+      for (auto& e : d.cputune->extra) pinned |= e.name == "iothreadpin";
+    }
+    if (!pinned) d.vcpu_placement = "auto";
+  }
+  COVIRT_CHECK(check_hugepages(d, diag));
   if (d.vcpu_current && *d.vcpu_current > d.vcpus && d.vcpus)
     return fail(diag, errc::xml_detail,
                 "vcpu current " + std::to_string(*d.vcpu_current) + " is greater than the maximum " +
@@ -241,6 +260,22 @@ void print_vcpu(x::writer& w, std::string_view, const domain_config& d, const do
   w.num_body("vcpu", d.vcpus);
 }
 
+void print_blkiotune(x::writer& w, std::string_view, const domain_config& d, const domain_format_options&) {
+  if (d.blkiotune) fmt_blkiotune(w, *d.blkiotune);
+}
+void print_memtune(x::writer& w, std::string_view, const domain_config& d, const domain_format_options&) {
+  if (d.memtune) fmt_memtune(w, *d.memtune);
+}
+void print_memory_backing(x::writer& w, std::string_view, const domain_config& d, const domain_format_options&) {
+  if (d.memory_backing) fmt_memory_backing(w, *d.memory_backing);
+}
+void print_cputune(x::writer& w, std::string_view, const domain_config& d, const domain_format_options&) {
+  if (d.cputune) fmt_cputune(w, *d.cputune);
+}
+void print_numatune(x::writer& w, std::string_view, const domain_config& d, const domain_format_options&) {
+  if (d.numatune) fmt_numatune(w, *d.numatune);
+}
+
 void print_os(x::writer& w, std::string_view, const domain_config& d, const domain_format_options&) { fmt_os(w, d.os); }
 void print_features(x::writer& w, std::string_view, const domain_config& d, const domain_format_options&) {
   if (d.features) fmt_features(w, *d.features);
@@ -277,7 +312,12 @@ constexpr std::pair<std::string_view, printer> domain_parts[] = {
     {"maxMemory", print_max_memory},
     {"memory", print_memory},
     {"currentMemory", print_current_memory},
+    {"blkiotune", print_blkiotune},
+    {"memtune", print_memtune},
+    {"memoryBacking", print_memory_backing},
     {"vcpu", print_vcpu},
+    {"cputune", print_cputune},
+    {"numatune", print_numatune},
     {"bootloader", print_text<&dc::bootloader>},
     {"bootloader_args", print_text<&dc::bootloader_args>},
     {"os", print_os},

@@ -1,8 +1,9 @@
-// covirt: the domain model's public helpers: sizes, UUIDs, object names, the names libvirt
-// derives (disk indexes, buses, MACs).
+// covirt: the domain model's public helpers: sizes, bitmaps (CPU and node lists), UUIDs,
+// object names, the names libvirt derives (disk indexes, buses, MACs).
 
 #include "codec.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -59,6 +60,106 @@ result<unsigned long long> parse_memory_kib(std::string_view value, std::string_
     return fail(diag, errc::invalid_arg,
                 "memory value '" + std::string(v) + "' with unit '" + std::string(unit) + "' is too large");
   return bytes / 1024 + (bytes % 1024 ? 1 : 0);
+}
+
+namespace {
+/// virSkipSpaces: the C locale's isspace.
+constexpr bool bitmap_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+}  // namespace
+
+// virBitmapParseInternal (limited) step by step: items "N", "N-M" (M >= N) and "^N", spaces
+// around numbers and after commas, one trailing comma; "^N-M" is refused like libvirt does.
+// Every number must be below `limit` (virBitmapSetBit/ClearBit on a bitmap of that size).
+result<std::vector<unsigned>> parse_bitmap(std::string_view text, unsigned limit, diagnostics& diag) {
+  auto bad = [&] { return fail(diag, errc::invalid_arg, "Failed to parse bitmap '" + std::string(text) + "'"); };
+  std::vector<bool> on;
+  std::size_t i = 0;
+  const std::size_t n = text.size();
+  auto skip = [&] {
+    while (i < n && bitmap_space(text[i])) ++i;
+  };
+  // virStrToLong_i: an int in base 10 (a sign is allowed where strtol allows it)
+  auto number = [&](bool allow_sign, long long& out) {
+    bool neg = false;
+    if (allow_sign && i < n && (text[i] == '+' || text[i] == '-')) neg = text[i++] == '-';
+    std::size_t start = i;
+    long long v = 0;
+    while (i < n && text[i] >= '0' && text[i] <= '9') {
+      v = v * 10 + (text[i++] - '0');
+      if (v > 2147483647LL + (neg ? 1 : 0)) return false;
+    }
+    if (i == start) return false;
+    out = neg ? -v : v;
+    return true;
+  };
+  auto fits = [&](long long bit) { return bit >= 0 && static_cast<unsigned long long>(bit) < limit; };
+  auto set = [&](std::size_t bit, bool value) {
+    if (bit >= on.size()) {
+      if (!value) return;
+      on.resize(bit + 1);
+    }
+    on[bit] = value;
+  };
+  skip();
+  if (i == n) return bad();
+  while (i < n) {
+    bool neg = false;
+    if (text[i] == '^') {
+      ++i;
+      neg = true;
+    }
+    if (i == n || text[i] < '0' || text[i] > '9') return bad();
+    long long first = 0;
+    if (!number(false, first)) return bad();
+    skip();
+    if (i == n || text[i] == ',') {
+      if (!fits(first)) return bad();
+      set(static_cast<std::size_t>(first), !neg);
+    } else if (text[i] == '-') {
+      if (neg) return bad();
+      ++i;
+      skip();
+      long long last = 0;
+      if (!number(true, last) || last < first) return bad();
+      if (!fits(last)) return bad();
+      for (long long b = first; b <= last; ++b) set(static_cast<std::size_t>(b), true);
+      skip();
+    }
+    if (i < n && text[i] == ',') {
+      ++i;
+      skip();
+    } else if (i < n) {
+      return bad();
+    }
+  }
+  std::vector<unsigned> members;
+  for (std::size_t b = 0; b < on.size(); ++b)
+    if (on[b]) members.push_back(static_cast<unsigned>(b));
+  return members;
+}
+
+std::string format_bitmap(const std::vector<unsigned>& members) {
+  std::vector<unsigned> sorted;
+  const std::vector<unsigned>* m = &members;
+  if (!std::is_sorted(members.begin(), members.end())) {
+    sorted = members;
+    std::sort(sorted.begin(), sorted.end());
+    m = &sorted;
+  }
+  std::string out;
+  for (std::size_t k = 0; k < m->size();) {
+    unsigned first = (*m)[k], last = first;
+    for (++k; k < m->size() && ((*m)[k] == last + 1 || (*m)[k] == last); ++k) last = (*m)[k];
+    if (!out.empty()) out += ',';
+    out += std::to_string(first);
+    if (last != first) {
+      out += '-';
+      out += std::to_string(last);
+    }
+  }
+  return out;
 }
 
 result<std::string> parse_uuid(std::string_view text, diagnostics& diag) {

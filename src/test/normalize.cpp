@@ -116,13 +116,18 @@ result<void> normalize_domain_for_test_driver(domain_config& d, diagnostics& dia
   if (d.current_memory_kib == 0 || d.current_memory_kib > d.memory_kib) d.current_memory_kib = d.memory_kib;
   if (d.vcpu_placement.empty()) d.vcpu_placement = "static";
   if (d.vcpu_current && *d.vcpu_current == d.vcpus) d.vcpu_current.reset();
-  if (d.vcpu_placement == "auto") {
-    bool has = false;
-    for (auto& e : d.extra) has |= e.name == "numatune";
-    if (!has) {
-      xml_element nt{"numatune", {}, {}, {xml_element{"memory", {{"mode", "strict"}, {"placement", "auto"}}, {}, {}}}};
-      d.extra.push_back(std::move(nt));
-    }
+  // virDomainNumatuneParseXML: without <numatune>, memory is placed like the vCPUs
+  if (d.vcpu_placement == "auto" && !d.numatune) {
+    numatune_def nt;
+    nt.has_memory = true;
+    nt.mode = "strict";
+    nt.placement = "auto";
+    d.numatune = std::move(nt);
+  }
+  // virDomainDefParseXML ignores the pins of vCPUs the domain does not have
+  if (d.cputune) {
+    std::erase_if(d.cputune->vcpupins, [&](const cputune_def::vcpupin_t& p) { return p.vcpu >= d.vcpus; });
+    if (*d.cputune == cputune_def{}) d.cputune.reset();
   }
   if (d.os.type.empty()) return fail(diag, errc::xml_detail, "an os <type> must be specified");
   if (d.os.type != "hvm" && d.os.type != "xen" && d.os.type != "linux")

@@ -118,33 +118,12 @@ std::string random_xen_mac() {
   return buf;
 }
 
-/// A cpu list ("0-3,^2") to libvirt's canonical form ("0-1,3").
+/// A cpu list ("0-3,^2") to libvirt's canonical form ("0-1,3"), with the domain codec's
+/// parse_bitmap (libvirt's syntax; CPUs below 4096) and this config's own message.
 result<std::string> canonical_cpuset(std::string_view text, diagnostics& diag) {
-  std::set<unsigned> on;
-  for (auto& raw : split(text, ',')) {
-    std::string part = trim_left(raw);
-    while (!part.empty() && part.back() == ' ') part.pop_back();
-    bool neg = !part.empty() && part[0] == '^';
-    if (neg) part.erase(0, 1);
-    auto dash = part.find('-');
-    std::string a = part.substr(0, dash), b = dash == std::string::npos ? a : part.substr(dash + 1);
-    if (!all_digits(a) || !all_digits(b) || a.size() > 4 || b.size() > 4 || std::stoul(a) > std::stoul(b) ||
-        std::stoul(b) >= 4096)
-      return bad(diag, "config value 'cpus' is not a valid CPU list: '" + std::string(text) + "'");
-    for (unsigned i = std::stoul(a); i <= std::stoul(b); ++i) {
-      if (neg) on.erase(i);
-      else on.insert(i);
-    }
-  }
-  std::string out;
-  for (auto it = on.begin(); it != on.end();) {
-    unsigned first = *it, last = first;
-    for (++it; it != on.end() && *it == last + 1; ++it) last = *it;
-    if (!out.empty()) out += ',';
-    out += std::to_string(first);
-    if (last != first) out += "-" + std::to_string(last);
-  }
-  return out;
+  auto members = parse_bitmap(text, 4096, diag);
+  if (!members) return bad(diag, "config value 'cpus' is not a valid CPU list: '" + std::string(text) + "'");
+  return format_bitmap(*members);
 }
 
 void assign_drive_address(disk_def& d) {

@@ -276,6 +276,68 @@ struct cpu_def {
   bool operator==(const cpu_def&) const = default;
 };
 
+/// <cputune>: the CFS bandwidth of the whole guest, of its vCPU threads, emulator and I/O
+/// threads, and which host CPUs they may run on (cpusets normalised as libvirt writes them).
+struct cputune_def {
+  std::optional<unsigned long long> shares, global_period, period, emulator_period, iothread_period;
+  std::optional<long long> global_quota, quota, emulator_quota, iothread_quota;
+  struct vcpupin_t {
+    unsigned vcpu = 0;
+    std::string cpuset;
+    bool operator==(const vcpupin_t&) const = default;
+  };
+  std::vector<vcpupin_t> vcpupins;
+  std::optional<std::string> emulatorpin;  // its cpuset
+  std::vector<xml_element> extra;          // iothreadpin, vcpusched, emulatorsched, cachetune, memorytune ...
+  bool operator==(const cputune_def&) const = default;
+};
+
+/// <memtune>, in KiB.
+struct memtune_def {
+  std::optional<unsigned long long> hard_limit_kib, soft_limit_kib, min_guarantee_kib, swap_hard_limit_kib;
+  bool operator==(const memtune_def&) const = default;
+};
+
+/// <blkiotune>: the guest's I/O weight and per-device weights and throttles.
+struct blkiotune_def {
+  std::optional<unsigned> weight;
+  struct device_t {
+    std::string path;
+    std::optional<unsigned> weight;
+    std::optional<unsigned long long> read_iops_sec, write_iops_sec, read_bytes_sec, write_bytes_sec;
+    bool operator==(const device_t&) const = default;
+  };
+  std::vector<device_t> devices;
+  bool operator==(const blkiotune_def&) const = default;
+};
+
+/// <numatune>: where the guest's memory comes from.
+struct numatune_def {
+  bool has_memory = false;   // <memory> given
+  std::string mode;          // strict interleave preferred restrictive ("" read as strict, written as strict)
+  std::string nodeset;       // normalised ("0-3,5"); empty with placement auto
+  std::string placement;     // "static" / "auto" / "" (static when a nodeset is given)
+  std::vector<xml_element> memnodes;  // <memnode cellid= mode= nodeset=/> verbatim
+  bool operator==(const numatune_def&) const = default;
+};
+
+/// <memoryBacking>.
+struct memory_backing_def {
+  bool hugepages = false;  // <hugepages> given (with or without pages)
+  struct page_t {
+    unsigned long long size_kib = 0;
+    std::string nodeset;
+    bool operator==(const page_t&) const = default;
+  };
+  std::vector<page_t> pages;
+  bool nosharepages = false, locked = false, discard = false;
+  std::string source_type;      // file anonymous memfd
+  std::string access_mode;      // shared private
+  std::string allocation_mode;  // immediate ondemand
+  std::optional<unsigned> allocation_threads;
+  bool operator==(const memory_backing_def&) const = default;
+};
+
 struct domain_config {
   std::string type;                 // <domain type='test|kvm|qemu|xen'>
   std::string name, uuid;           // uuid canonical lowercase 8-4-4-4-12; empty = none given
@@ -289,7 +351,12 @@ struct domain_config {
   unsigned vcpus = 0;                                // <vcpu> value (maximum)
   std::optional<unsigned> vcpu_current;              // <vcpu current=>
   std::string vcpu_placement;                        // "static" / "auto" / ""
-  std::string vcpu_cpuset;
+  std::string vcpu_cpuset;                           // normalised ("0-3,5")
+  std::optional<blkiotune_def> blkiotune;
+  std::optional<memtune_def> memtune;
+  std::optional<memory_backing_def> memory_backing;
+  std::optional<cputune_def> cputune;
+  std::optional<numatune_def> numatune;
   std::string bootloader;
   std::optional<std::string> bootloader_args;
   struct os_t {
@@ -346,6 +413,11 @@ result<device_def> parse_device_xml(std::string_view xml, diagnostics& diag);
 /// Unit "" means KiB. Errors name the unit or value.
 result<unsigned long long> parse_memory_kib(std::string_view value, std::string_view unit,
                                             diagnostics& diag);
+/// libvirt's bitmap syntax for CPU and NUMA node lists ("0-3,^2,8", virBitmapParse): the
+/// members, ascending. Each must be below `limit`. Errors name the text.
+result<std::vector<unsigned>> parse_bitmap(std::string_view text, unsigned limit, diagnostics& diag);
+/// The members as libvirt writes them (virBitmapFormat): "0-3,5"; "" for none.
+std::string format_bitmap(const std::vector<unsigned>& members);
 /// Parses a uuid with or without dashes (libvirt rules); returns canonical lowercase form.
 result<std::string> parse_uuid(std::string_view text, diagnostics& diag);
 /// A random version-4 uuid, canonical form.
