@@ -127,5 +127,9 @@ template <class D> concept can_migrate = driver<D> && detail::provides<D>(capabi
 template <class D> concept can_vcpu_pinning = driver<D> && detail::provides<D>(capability::vcpu_pinning);
 template <class D> concept can_native_config = driver<D> && detail::provides<D>(capability::native_config);
 template <class D> concept can_security = driver<D> && detail::provides<D>(capability::security);
+/// schedinfo, memtune, blkiotune, numatune: the typed parameters, live and in the definition.
+template <class D> concept can_tuning = driver<D> && detail::provides<D>(capability::tuning);
+/// vcpupin and emulatorpin with flags: affinity live and in the definition.
+template <class D> concept can_affinity = driver<D> && detail::provides<D>(capability::affinity);
 
 }  // namespace covirt

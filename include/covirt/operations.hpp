@@ -144,7 +144,30 @@
   X(security, node_get_security_model, "virNodeGetSecurityModel", false, security_model, (), ())                      \
   X(security, get_security_label, "virDomainGetSecurityLabel", false, security_label, (domain_key dom), (dom))
 
-#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X) COVIRT_OPS_vcpu_pinning(X) COVIRT_OPS_native_config(X) COVIRT_OPS_security(X)
+// Resource tuning (virsh schedinfo, memtune, blkiotune, numatune). flags: modify::live /
+// modify::config / modify::current (0: live if running). Parameters are libvirt's typed
+// parameters with its field names ("cpu_shares", "hard_limit", "weight", "numa_nodeset", ...).
+#define COVIRT_OPS_tuning(X)                                                                                           \
+  X(tuning, get_scheduler_type, "virDomainGetSchedulerType", false, std::string, (domain_key dom), (dom))              \
+  X(tuning, get_scheduler_parameters, "virDomainGetSchedulerParametersFlags", false, typed_params, (domain_key dom, unsigned flags), (dom, flags)) \
+  X(tuning, set_scheduler_parameters, "virDomainSetSchedulerParametersFlags", true, void, (domain_key dom, typed_params params, unsigned flags), (dom, params, flags)) \
+  X(tuning, get_memory_parameters, "virDomainGetMemoryParameters", false, typed_params, (domain_key dom, unsigned flags), (dom, flags)) \
+  X(tuning, set_memory_parameters, "virDomainSetMemoryParameters", true, void, (domain_key dom, typed_params params, unsigned flags), (dom, params, flags)) \
+  X(tuning, get_blkio_parameters, "virDomainGetBlkioParameters", false, typed_params, (domain_key dom, unsigned flags), (dom, flags)) \
+  X(tuning, set_blkio_parameters, "virDomainSetBlkioParameters", true, void, (domain_key dom, typed_params params, unsigned flags), (dom, params, flags)) \
+  X(tuning, get_numa_parameters, "virDomainGetNumaParameters", false, typed_params, (domain_key dom, unsigned flags), (dom, flags)) \
+  X(tuning, set_numa_parameters, "virDomainSetNumaParameters", true, void, (domain_key dom, typed_params params, unsigned flags), (dom, params, flags))
+
+// Where vCPUs and the emulator threads may run, in the live guest or its definition (virsh
+// vcpupin and emulatorpin with --live/--config). A map is one 'y' or '-' per host CPU; a
+// cpumap argument may also be a list ("0-3,^2"). flags: modify::live / config / current.
+#define COVIRT_OPS_affinity(X)                                                                                         \
+  X(affinity, pin_vcpu_flags, "virDomainPinVcpuFlags", true, void, (domain_key dom, unsigned vcpu, std::string cpumap, unsigned flags), (dom, vcpu, cpumap, flags)) \
+  X(affinity, get_vcpu_pin_info, "virDomainGetVcpuPinInfo", false, std::vector<std::string>, (domain_key dom, unsigned flags), (dom, flags)) \
+  X(affinity, pin_emulator, "virDomainPinEmulator", true, void, (domain_key dom, std::string cpumap, unsigned flags), (dom, cpumap, flags)) \
+  X(affinity, get_emulator_pin_info, "virDomainGetEmulatorPinInfo", false, std::string, (domain_key dom, unsigned flags), (dom, flags))
+
+#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X) COVIRT_OPS_vcpu_pinning(X) COVIRT_OPS_native_config(X) COVIRT_OPS_security(X) COVIRT_OPS_tuning(X) COVIRT_OPS_affinity(X)
 
 // Live migration, libvirt's five phases (virDomainMigrate3, protocol v3). Drivers have them and
 // the erased interface carries them; the connection offers one call, async_migrate, that runs
@@ -170,7 +193,8 @@ namespace asio = boost::asio;
 
 /// The groups a driver offers whole or not at all: `core` every driver has; the others are optional.
 enum class capability { core, set_memory, set_vcpus, autostart, networks, save_restore, core_dump, block_stats,
-                        monitor_command, hotplug, jobs, migrate, vcpu_pinning, native_config, security };
+                        monitor_command, hotplug, jobs, migrate, vcpu_pinning, native_config, security,
+                        tuning, affinity };
 
 namespace detail {
 template <class Signature>

@@ -6,8 +6,23 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
+#include <vector>
 
 namespace covirt {
+
+/// virTypedParameter: a named value, as schedinfo, memtune, blkiotune, numatune and the domain
+/// stats carry them. The variant's index plus one is virTypedParameterType (1 int, 2 uint,
+/// 3 llong, 4 ullong, 5 double, 6 boolean, 7 string).
+struct typed_param {
+  std::string field;
+  std::variant<int, unsigned, long long, unsigned long long, double, bool, std::string> value;
+  bool operator==(const typed_param&) const = default;
+};
+using typed_params = std::vector<typed_param>;
+
+/// libvirt's "no limit" for memtune values in KiB (VIR_DOMAIN_MEMORY_PARAM_UNLIMITED).
+inline constexpr unsigned long long memory_unlimited_kib = 9007199254740991ULL;
 
 /// virDomainState.
 enum class domain_state : int {

@@ -174,7 +174,6 @@ void builder::check_unsupported() {
   for (auto& [k, v] : d.extra_attrs)
     if (k.rfind("xmlns", 0) != 0) refuse("<domain> attribute '" + k + "'");
   if (!d.bootloader.empty() || d.bootloader_args) refuse("<bootloader> (a Xen feature)");
-  if (!d.vcpu_cpuset.empty()) refuse("<vcpu cpuset=...> (vCPU pinning) is not supported by covirt's qemu driver");
   if (d.vcpu_placement == "auto") refuse("<vcpu placement='auto'> (needs numad)");
   if (!d.on_lockfailure.empty()) refuse("<on_lockfailure> (no lock manager)");
   if (d.memory_kib == 0) refuse("a domain without <memory>");
@@ -200,6 +199,8 @@ void builder::machine_args(const std::string& machine) {
     if (f.pmu) refuse("<features><pmu/>");
   }
   m += acpi ? ",acpi=on" : ",acpi=off";  // libvirt: no <acpi/> means no ACPI
+  if (d.memory_backing && d.memory_backing->nosharepages) m += ",mem-merge=off";
+  if (memory_backend()) m += ",memory-backend=pc.ram";
   add("-machine", m);
 }
 
@@ -243,6 +244,59 @@ void builder::memory_args() {
     m += ",maxmem=" + std::to_string(*d.max_memory_kib) + "k";
   }
   add("-m", m);
+  if (d.memory_backing && d.memory_backing->locked) add("-overcommit", "mem-lock=on");
+  if (!memory_backend()) return;
+  // The guest's RAM as a memory backend object, as libvirt gives it when <memoryBacking> or
+  // <numatune> ask for more than plain anonymous memory.
+  const auto* mb = d.memory_backing ? &*d.memory_backing : nullptr;
+  std::string o;
+  if (mb && mb->hugepages) {
+    if (opt.hugepage_dir.empty()) refuse("<hugepages> without a hugetlbfs mount (the driver finds one)");
+    if (mb->source_type == "memfd") o = "memory-backend-memfd,id=pc.ram,hugetlb=on";
+    else o = "memory-backend-file,id=pc.ram,mem-path=" + esc("hugetlbfs path", opt.hugepage_dir);
+    o += ",prealloc=on";  // hugepages are reserved up front (libvirt does the same)
+  } else if (mb && mb->source_type == "memfd") {
+    o = "memory-backend-memfd,id=pc.ram";
+  } else if (mb && mb->source_type == "file") {
+    refuse("<memoryBacking><source type='file'/> (a memory file under the driver's memory folder)");
+  } else {
+    o = "memory-backend-ram,id=pc.ram";
+  }
+  if (mb && mb->access_mode == "shared") o += ",share=on";
+  else if (mb && mb->access_mode == "private") o += ",share=off";
+  else if (mb && !mb->access_mode.empty()) refuse("<access mode='" + mb->access_mode + "'>");
+  if (mb && mb->allocation_mode == "immediate" && !mb->hugepages) o += ",prealloc=on";
+  else if (mb && !mb->allocation_mode.empty() && mb->allocation_mode != "ondemand" && mb->allocation_mode != "immediate")
+    refuse("<allocation mode='" + mb->allocation_mode + "'>");
+  if (mb && mb->allocation_threads) o += ",prealloc-threads=" + std::to_string(*mb->allocation_threads);
+  if (mb && mb->discard) {
+    if (o.rfind("memory-backend-file", 0) != 0) refuse("<memoryBacking><discard/> without a file-backed memory");
+    o += ",discard-data=on";
+  }
+  o += ",size=" + std::to_string(d.memory_kib) + "k";
+  if (d.numatune && d.numatune->has_memory && !d.numatune->nodeset.empty()) {
+    const std::string& mode = d.numatune->mode;
+    std::string policy = mode.empty() || mode == "strict" ? "bind" : mode == "preferred" ? "preferred"
+                         : mode == "interleave"                ? "interleave"
+                                                               : "";
+    if (mode == "restrictive") policy.clear();  // libvirt: the cgroup's cpuset.mems alone
+    else if (policy.empty()) refuse("<numatune><memory mode='" + mode + "'>");
+    if (!policy.empty()) {
+      // QEMU's list syntax is "0-1:3" (a ':' between ranges; ',' separates options).
+      std::string nodes = d.numatune->nodeset;
+      std::replace(nodes.begin(), nodes.end(), ',', ':');
+      o += ",host-nodes=" + nodes + ",policy=" + policy;
+    }
+  }
+  add("-object", o);
+}
+
+bool builder::memory_backend() const {
+  const auto* mb = d.memory_backing ? &*d.memory_backing : nullptr;
+  bool numa = d.numatune && d.numatune->has_memory && !d.numatune->nodeset.empty() &&
+              d.numatune->mode != "restrictive";
+  return numa || (mb && (mb->hugepages || !mb->source_type.empty() || !mb->access_mode.empty() ||
+                         mb->allocation_mode == "immediate" || mb->allocation_threads || mb->discard));
 }
 
 void builder::smp_args() {

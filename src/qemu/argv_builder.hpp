@@ -106,6 +106,8 @@ struct builder {
     out.push_back(std::move(b));
   }
   void device(std::string v) { devices.push_back(std::move(v)); }
+  /// Whether the guest's RAM is a memory backend object (<memoryBacking>, <numatune>).
+  bool memory_backend() const;
 
   std::string root_bus() const { return q35 ? "pcie.0" : "pci.0"; }
 

@@ -142,6 +142,7 @@ op<void> driver::open(const uri& u, unsigned, diagnostics& diag) {
   share->lock_fd = *lock;
   share->key = key;
   s->dirs = std::move(*p);
+  s->cgroups = cgroup_host::detect();
   auto names = list_definitions(s->dirs, diag);
   if (!names) co_return names.error();
   for (const auto& n : *names) {

@@ -12,6 +12,7 @@
 #include <covirt/timeout.hpp>
 
 #include "../common/domain_list.hpp"
+#include "cgroup.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -78,6 +79,8 @@ struct runtime {
   // The balloon's size as QEMU last said (query-balloon, then BALLOON_CHANGE events): get_info
   // answers from it, as libvirt does, instead of asking QEMU every time.
   std::optional<std::uint64_t> balloon_kib;
+  guest_cgroup cg;                 // its control groups (empty where the host gives none)
+  std::vector<pid_t> vcpu_tids;    // vCPU i's thread, from query-cpus-fast (tuning.cpp)
 };
 
 // The long job running on a domain (save, restore, dump, migration), for get_job_info/abort_job.
@@ -128,6 +131,27 @@ std::optional<std::string> find_in_path(const std::string& name);
 std::string host_arch();
 
 
+// ------------------------------------------------------------------ tuning (tuning.cpp)
+
+// The host's CPUs (online, as node_get_info counts them) and NUMA nodes.
+unsigned host_cpu_count();
+std::vector<unsigned> host_numa_nodes();
+// A cpumap argument ('y'/'-' per host CPU, or a list "0-3,^2") as the CPUs it names.
+result<std::vector<unsigned>> cpumap_members(std::string_view map, diagnostics& diag);
+// Members as a 'y'/'-' map of the host's CPUs.
+std::string members_map(const std::vector<unsigned>& cpus);
+// What the guest's tuning asks of the host, checked before QEMU is spawned: cpusets and nodesets
+// the host has, a hugepage size it has a hugetlbfs mount for (its path in `hugepage_dir`),
+// block devices that exist, values libvirt's QEMU driver takes. Errors name the element.
+result<void> check_tuning(const domain_config& d, std::string* hugepage_dir, diagnostics& diag);
+// The controllers the guest's settings need.
+std::vector<std::string_view> needed_controllers(const domain_config& d);
+// Where vCPU `i` may run (its <vcpupin>, else <vcpu cpuset>, else every CPU) and the emulator.
+std::vector<unsigned> vcpu_cpus(const domain_config& d, unsigned i);
+std::vector<unsigned> emulator_cpus(const domain_config& d);
+// Sets a thread's CPU affinity. Errors name the thread.
+result<void> set_affinity(pid_t tid, const std::vector<unsigned>& cpus, diagnostics& diag);
+
 // libvirt's defaults at define time that the QEMU driver needs to be explicit about.
 void apply_defaults(domain_config& d);
 // A definition this driver takes (define, create, restore, an incoming migration): parsed, its
@@ -167,6 +191,7 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   asio::any_io_executor ex;
   paths dirs;
   bool is_open = false;
+  cgroup_host cgroups;  // the host's cgroup mounts, read at open
   bool closed = false;
   event_hub events;
   covirt::detail::domain_list<dom> doms{events};  // by name: lists come sorted
@@ -313,6 +338,18 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   // Starts `d` from d->def; the caller holds the job. On failure nothing is left running.
   // `incoming`: where the guest's state comes from (restore, migration) instead of a boot.
   asio::awaitable<result<void>> start(dom_ptr d, bool paused, diagnostics& diag, std::optional<incoming_plan> incoming = std::nullopt);
+
+  // ------------------------------------------------------------------ tuning (tuning.cpp)
+
+  // After spawn, QEMU paused: the guest's cgroups, its threads placed in them, the limits of
+  // <cputune>/<memtune>/<blkiotune>/<numatune> written, the vCPU and emulator threads pinned.
+  asio::awaitable<result<void>> apply_tuning(dom_ptr d, std::shared_ptr<runtime> rt, diagnostics& diag);
+  // vCPU i's thread id (query-cpus-fast), asked once per run.
+  asio::awaitable<result<std::vector<pid_t>>> vcpu_threads(std::shared_ptr<runtime> rt, diagnostics& diag);
+  // The guest's cgroups go, now or, while the kernel still counts a thread in them, soon.
+  void remove_cgroup(const std::shared_ptr<runtime>& rt);
+  // A live setting changed d->def: the runtime record keeps the live XML for a re-attach.
+  void live_def_changed(const dom_ptr& d);
 
   // ------------------------------------------------------------------ re-attach
 

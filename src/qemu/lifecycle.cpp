@@ -87,6 +87,7 @@ void driver::state::finish_stop(const dom_ptr& d, const std::shared_ptr<runtime>
   (void)remove_runtime(dirs, d->def.name, ignore);
   std::error_code fec;
   if (!rt->rec.qmp_socket.empty()) fs::remove(rt->rec.qmp_socket, fec);
+  remove_cgroup(rt);
   if (d->rt != rt) return;
   stop_intent how = rt->intent.value_or(stop_intent{reason::crashed, event_detail::stopped_crashed});
   (void)status;
@@ -150,6 +151,7 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
   opt.kvm_available = kvm_probe();
   opt.start_paused = true;
   if (incoming) opt.incoming = "defer";
+  if (auto r = check_tuning(def, &opt.hugepage_dir, diag); !r) co_return r.error();
   auto argv = build_argv(def, opt, diag);
   if (!argv) co_return argv.error();
   std::error_code fec;
@@ -175,6 +177,7 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
   auto abandon = [&]() -> asio::awaitable<void> {
     co_await rt->proc.async_terminate(1000ms, asio::as_tuple(asio::use_awaitable));
     fs::remove(files->qmp_socket, fec);
+    remove_cgroup(rt);
   };
 
   // Wait for the monitor: QEMU creates its socket early, but a start error makes it exit first.
@@ -223,6 +226,13 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
   if (!st) {
     co_await abandon();
     co_return gone("failed its first monitor command (" + std::string(diag.message()) + ")");
+  }
+  if (auto r = co_await apply_tuning(d, rt, diag); !r) {
+    std::string why(diag.message());
+    error_code ec = r.error();
+    co_await abandon();
+    diag.assign("cannot apply the tuning of domain " + q(def.name) + ": " + why);
+    co_return failure(ec);
   }
   const bool migration = incoming && incoming->migration;
   if (incoming) {
@@ -345,6 +355,7 @@ asio::awaitable<void> driver::state::reattach(runtime_record rec) {
   auto rt = std::make_shared<runtime>(ex);
   rt->proc = std::move(*p);
   rt->rec = rec;
+  rt->cg = guest_cgroup::attach(cgroups, dirs.cgroup_root, rec.name);
   d->rt = rt;
   d->id = rec.id;
   doms.saw_id(rec.id);

@@ -1,6 +1,8 @@
 // covirt: the QEMU driver's state on disk.
 #include <covirt/qemu/state.hpp>
 
+#include "cgroup.hpp"
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -177,6 +179,14 @@ result<paths> resolve_paths(const covirt::uri& u, diagnostics& diag) {
       if (!h) return h.error();
       out.log_dir = *h / ".cache" / "covirt" / "qemu" / "log";
     }
+  }
+  if (auto cg = u.param("cgroup_root")) {
+    fs::path n = fs::path(*cg).lexically_normal();
+    if (cg->empty() || (*cg)[0] != '/' || n.string().find("/..") != std::string::npos)
+      return fail(diag, errc::invalid_arg, "cgroup_root '" + *cg + "' in '" + u.original + "' must be an absolute path without '..'");
+    out.cgroup_root = n.string();
+  } else {
+    out.cgroup_root = default_cgroup_root(out.privileged, out.state_dir);
   }
   std::string why;
   if (!make_dirs(out.config_dir, out.privileged ? 0755 : 0700, why) || !make_dirs(out.state_dir, 0700, why) ||

@@ -341,6 +341,28 @@ TEST_CASE("argv: minimal diskless domain", "[argv]") {
   CHECK(has(a, "-incoming", "defer"));
 }
 
+TEST_CASE("argv: <memoryBacking> and <numatune> make the RAM a memory backend, as libvirt", "[argv]") {
+  std::string os = "<os><type>hvm</type></os>";
+  argv_options opt;
+  opt.hugepage_dir = "/dev/huge,pages";
+  auto a = argv_of(dom("<memoryBacking><hugepages/><nosharepages/><locked/></memoryBacking>" + os), opt);
+  CHECK(has(a, "-object", "memory-backend-file,id=pc.ram,mem-path=/dev/huge,,pages,prealloc=on,size=65536k"));
+  CHECK(has(a, "-machine", "pc,usb=off,dump-guest-core=off,acpi=off,mem-merge=off,memory-backend=pc.ram"));
+  CHECK(has(a, "-overcommit", "mem-lock=on"));
+  a = argv_of(dom("<memoryBacking><source type='memfd'/><access mode='shared'/><allocation mode='immediate' threads='2'/>"
+                  "</memoryBacking><numatune><memory mode='interleave' nodeset='0-1,3'/></numatune>" + os));
+  CHECK(has(a, "-object", "memory-backend-memfd,id=pc.ram,share=on,prealloc=on,prealloc-threads=2,size=65536k,"
+                          "host-nodes=0-1:3,policy=interleave"));
+  a = argv_of(dom("<numatune><memory mode='strict' nodeset='0'/></numatune>" + os));
+  CHECK(has(a, "-object", "memory-backend-ram,id=pc.ram,size=65536k,host-nodes=0,policy=bind"));
+  // restrictive: the cgroup's cpuset.mems alone, no backend.
+  a = argv_of(dom("<numatune><memory mode='restrictive' nodeset='0'/></numatune>" + os));
+  CHECK_FALSE(has_flag(a, "-object"));
+  a = argv_of(dom(os));
+  CHECK_FALSE(has_flag(a, "-object"));
+  CHECK_FALSE(has_flag(a, "-overcommit"));
+}
+
 TEST_CASE("argv: emulator from XML and arch", "[argv]") {
   auto a = argv_of(dom("<os><type arch='i686'>hvm</type></os>"));
   CHECK(a[0] == "qemu-system-i386");
@@ -492,7 +514,8 @@ TEST_CASE("argv: unsupported elements are refused, naming them", "[argv]") {
           "disk bus 'xen'");
   refused(dom(os + "<devices><filesystem type='mount'><source dir='/s'/><target dir='t'/></filesystem></devices>"),
           "<filesystem>");
-  refused(dom(os + "<memoryBacking><hugepages/></memoryBacking>"), "<memoryBacking>");
+  refused(dom(os + "<memoryBacking><hugepages/></memoryBacking>"), "<hugepages> without a hugetlbfs mount");
+  refused(dom(os + "<memoryBacking><source type='file'/></memoryBacking>"), "<source type='file'/>");
   refused(dom(os + "<devices><sound model='ich9'/></devices>"), "sound");
   refused(dom(os + "<devices><disk type='network'><source protocol='nbd' name='x'><host name='h'/></source>"
                    "<target dev='vda'/></disk></devices>"), "disk type 'network'");

@@ -29,6 +29,8 @@ struct argv_options {
   bool start_paused = true;
   /// -incoming URI (restore / migration): "defer", "exec:cat FILE", "tcp:...".
   std::optional<std::string> incoming;
+  /// The hugetlbfs mount for <memoryBacking><hugepages> (the driver finds it: check_tuning).
+  std::string hugepage_dir;
 };
 
 /// The argv (argv[0] is the emulator) that starts the domain under QEMU 7.2.

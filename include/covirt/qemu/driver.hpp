@@ -74,6 +74,12 @@ public:
   /// QEMU runs as the caller, unconfined: libvirt's "none" model (DOI "0", no labels), what its
   /// unprivileged qemu:///session reports (src/qemu/security.cpp).
   COVIRT_DRIVER_OPERATIONS(security)
+  /// schedinfo, memtune, blkiotune, numatune: live through the guest's cgroups (src/qemu/cgroup.hpp),
+  /// or in the definition (src/qemu/tuning_live.cpp).
+  COVIRT_DRIVER_OPERATIONS(tuning)
+  /// vcpupin, emulatorpin (the threads' affinity and their cpusets), vcpuinfo (query-cpus-fast, /proc).
+  COVIRT_DRIVER_OPERATIONS(affinity)
+  COVIRT_DRIVER_OPERATIONS(vcpu_pinning)
 
   struct state;
 
@@ -88,6 +94,7 @@ static_assert(can_set_memory<driver> && can_autostart<driver>);
 static_assert(can_save_restore<driver> && can_core_dump<driver> && can_block_stats<driver> &&
               can_monitor_command<driver>);
 static_assert(can_hotplug<driver> && can_jobs<driver> && can_migrate<driver> && can_security<driver>);
+static_assert(can_tuning<driver> && can_affinity<driver> && can_vcpu_pinning<driver>);
 
 }  // namespace covirt::qemu
 

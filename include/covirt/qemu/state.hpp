@@ -37,6 +37,9 @@ struct paths {
   std::filesystem::path state_dir;   ///< runtime records (NAME.json) and QMP sockets
   std::filesystem::path log_dir;     ///< per-domain QEMU logs (NAME.log)
   bool privileged = false;           ///< qemu:///system
+  /// Where the guests' control groups go, relative to each cgroup hierarchy's mount:
+  /// ?cgroup_root=/ABS, else /machine (system) or /machine/covirt-HASH (session; see src/qemu/cgroup.hpp).
+  std::string cgroup_root = {};
 };
 
 /// The files of one domain.
