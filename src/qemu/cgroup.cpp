@@ -34,7 +34,7 @@ std::string errno_text(int e) { return std::strerror(e); }
 
 // One write(2) of the whole value, as cgroupfs wants it (a partial write is an error there).
 int write_all(const fs::path& p, std::string_view v) {
-  int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
+  int fd = ::open(p.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   if (fd < 0) return errno;
   ssize_t n = ::write(fd, v.data(), v.size());
   int e = n < 0 ? errno : (static_cast<std::size_t>(n) == v.size() ? 0 : EIO);

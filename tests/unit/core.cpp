@@ -13,6 +13,7 @@
 #include "common/run.hpp"
 #include "../src/common/domain_list.hpp"
 #include "../src/common/host_port.hpp"
+#include "../src/qemu/cgroup.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -1200,4 +1201,88 @@ TEST_CASE("split_host_port: a migration URI's HOST[:PORT], IPv6 in brackets, bad
     REQUIRE_FALSE(r.has_value());
     CHECK(std::string(diag.message()) == "migration URI '" + std::string(bad) + "' has a bad host");
   }
+}
+
+// The QEMU driver's cgroup layer over a cgroup v2 hierarchy of its own (a folder with the
+// files cgroupfs would have): which file each setting goes to, in v2's syntax. This host's
+// controllers are v1; the real v1 files are tested in tests/integration/qemu_tuning.cpp.
+TEST_CASE("qemu cgroups: v2 settings go to v2's files in v2's syntax", "[cgroup]") {
+  namespace fs = std::filesystem;
+  using covirt::qemu::cgroup_host;
+  using covirt::qemu::guest_cgroup;
+  using covirt::test_support::slurp;
+  std::string t = (fs::temp_directory_path() / "covirt-cg2-XXXXXX").string();
+  REQUIRE(::mkdtemp(t.data()) != nullptr);
+  fs::path root = t;
+  cgroup_host h;
+  h.v2 = root;
+  h.v2_controllers = {"cpu", "cpuset", "memory", "io"};
+  CHECK(h.version_of("cpu") == 2);
+  CHECK(h.version_of("cpuacct") == 2);
+  CHECK(h.version_of("blkio") == 2);
+  CHECK(h.version_of("hugetlb") == 0);
+  covirt::diagnostics diag;
+  auto g = guest_cgroup::create(h, "/machine/x", "vm", 2, {"cpu", "memory", "blkio"}, diag);
+  INFO(diag.message());
+  REQUIRE(g.has_value());
+  CHECK(g->version() == 2);
+  fs::path dir = root / "machine" / "x" / "vm.covirt-qemu";
+  CHECK(g->dir("memory") == dir);
+  CHECK(g->dir("cpu", "vcpu1") == dir / "vcpu1");
+  CHECK(fs::is_directory(dir / "emulator"));
+  CHECK(fs::is_directory(dir / "vcpu1"));
+  auto put = [](const fs::path& p, const std::string& v) { std::ofstream(p) << v; };
+  for (const char* f : {"cpu.weight", "memory.max", "memory.high", "memory.swap.max", "io.max", "cgroup.procs"}) put(dir / f, "");
+  put(dir / "io.weight", "default 100\n");
+  put(dir / "vcpu0" / "cpu.max", "max 100000\n");
+  put(dir / "vcpu0" / "cgroup.threads", "");
+  put(dir / "emulator" / "cgroup.procs", "");
+  CHECK(g->set_shares(500, diag).has_value());
+  CHECK(slurp(dir / "cpu.weight") == "500");
+  CHECK(g->set_bandwidth("vcpu0", std::nullopt, 50000, diag).has_value());
+  CHECK(slurp(dir / "vcpu0" / "cpu.max") == "50000 100000");
+  auto bw = g->bandwidth("vcpu0", diag);
+  REQUIRE(bw.has_value());
+  CHECK(bw->period == 100000);
+  CHECK(bw->quota == 50000);
+  CHECK(g->set_bandwidth("vcpu0", 20000, -1, diag).has_value());
+  CHECK(slurp(dir / "vcpu0" / "cpu.max") == "max 20000");
+  using m = guest_cgroup::mem_limit;
+  CHECK(g->set_memory_limit(m::hard, 262144, diag).has_value());
+  CHECK(slurp(dir / "memory.max") == std::to_string(256ull << 20));
+  CHECK(g->set_memory_limit(m::soft, covirt::memory_unlimited_kib, diag).has_value());
+  CHECK(slurp(dir / "memory.high") == "max");
+  auto soft = g->memory_limit(m::soft, diag);
+  REQUIRE(soft.has_value());
+  CHECK(*soft == covirt::memory_unlimited_kib);
+  CHECK(g->set_io_weight(300, diag).has_value());
+  CHECK(slurp(dir / "io.weight") == "default 300");
+  using io = guest_cgroup::io_value;
+  CHECK(g->set_device_io(io::read_bps, "7:0", 1048576, diag).has_value());
+  CHECK(slurp(dir / "io.max") == "7:0 rbps=1048576");
+  put(dir / "io.max", "7:0 rbps=1048576 wbps=max riops=max wiops=300\n");
+  auto wiops = g->device_io(io::write_iops, diag);
+  REQUIRE(wiops.has_value());
+  CHECK(wiops->at("7:0") == 300);
+  CHECK(g->add_process(4242, diag).has_value());
+  CHECK(slurp(dir / "emulator" / "cgroup.procs") == "4242");
+  CHECK(g->add_vcpu_thread(0, 4243, diag).has_value());
+  CHECK(slurp(dir / "vcpu0" / "cgroup.threads") == "4243");
+  // A file the kernel would not have: the error names it.
+  auto no = g->set_cpus("vcpu1", "0", diag);
+  REQUIRE_FALSE(no.has_value());
+  CHECK(std::string(diag.message()).find((dir / "vcpu1" / "cpuset.cpus").string()) != std::string::npos);
+
+  // A controller the host lacks, needed by the guest's tuning: named; not needed: skipped.
+  cgroup_host bare;
+  bare.v2 = root;
+  auto missing = guest_cgroup::create(bare, "/machine/y", "vm", 1, {"memory"}, diag);
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error() == covirt::errc::config_unsupported);
+  CHECK(std::string(diag.message()) == "the host has no cgroup controller 'memory', which this domain's tuning needs");
+  auto skipped = guest_cgroup::create(bare, "/machine/y", "vm", 1, {}, diag);
+  REQUIRE(skipped.has_value());
+  CHECK(skipped->empty());
+  std::error_code ec;
+  fs::remove_all(root, ec);
 }
