@@ -154,6 +154,8 @@ void builder::run() {
   inputs();
   graphics();
   videos();
+  sounds();
+  hostdevs();
   misc_devices();
   for (auto& dv : devices) add("-device", std::move(dv));
   if (opt.incoming) add("-incoming", checked("incoming URI", *opt.incoming));
@@ -162,9 +164,8 @@ void builder::run() {
 
 void builder::check_unsupported() {
   const auto& dv = d.devices;
-  if (!dv.hostdevs.empty()) refuse("<hostdev> is not supported by covirt's qemu driver");
-  if (!dv.sounds.empty()) refuse("<sound model='" + dv.sounds[0].model + "'> is not supported by covirt's qemu driver");
-  for (auto& e : dv.extra) refuse("<" + e.name + "> is not supported by covirt's qemu driver");
+  for (auto& e : dv.extra)
+    if (e.name != "audio") refuse("<" + e.name + "> is not supported by covirt's qemu driver");
   for (auto& [k, v] : dv.extra_attrs) refuse("<devices> attribute '" + k + "'");
   for (auto& e : d.extra) {
     if (e.name == "qemu:commandline") continue;
@@ -201,6 +202,11 @@ void builder::machine_args(const std::string& machine) {
   m += acpi ? ",acpi=on" : ",acpi=off";  // libvirt: no <acpi/> means no ACPI
   if (d.memory_backing && d.memory_backing->nosharepages) m += ",mem-merge=off";
   if (memory_backend()) m += ",memory-backend=pc.ram";
+  for (auto& snd : d.devices.sounds)
+    if (snd.model == "pcspk") {
+      m += ",pcspk-audiodev=audio1";
+      break;
+    }
   add("-machine", m);
 }
 

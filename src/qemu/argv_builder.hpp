@@ -7,6 +7,8 @@
 #include <covirt/qemu/argv.hpp>
 #include <covirt/domain/xml.hpp>
 
+#include <boost/json/object.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -97,6 +99,8 @@ struct builder {
   std::map<unsigned, std::string> scsi_models;  // index -> model
   std::set<unsigned> virtio_serials;
   bool sata_emitted = false;
+  bool fdc_emitted = false;   // q35's isa-fdc
+  bool pcspk = false;
   std::map<const void*, unsigned> bootindex;    // device -> bootindex
   std::vector<std::string> devices;             // -device values, emitted after controllers
 
@@ -148,6 +152,9 @@ struct builder {
   static unsigned disk_index(std::string_view dev);
   void disks();
   void disk(const disk_def& x, unsigned node);
+  void floppy(const disk_def& x, const std::string& drive);
+  /// The -blockdev storage of a <disk type='network'> (nbd: TCP or a unix socket).
+  boost::json::object network_source(const disk_def& x, const std::string& what);
 
   // ------------------------------------------------------------------ interfaces
   std::string mac_for(const interface_def& n, unsigned i);
@@ -161,6 +168,10 @@ struct builder {
   // ------------------------------------------------------------------ input, graphics, video
   void inputs();
   void graphics();
+  void spice(const graphics_def& g);
+  void sdl(const graphics_def& g);
+  void sounds();
+  void hostdevs();
   void videos();
   void misc_devices();
   void qemu_commandline();

@@ -21,7 +21,7 @@ void builder::interfaces() {
     common(what, n);
     std::string id = std::to_string(i), netdev;
     if (n.source) refuse_extras(what + " <source>", n.source->extra_attrs, n.source->extra);
-    if (!n.script_path.empty()) refuse(what + " <script>");
+    if (!n.script_path.empty() && n.type != "ethernet") refuse(what + " <script> (only type 'ethernet' runs one)");
     if (!n.target_extra_attrs.empty()) refuse(what + " <target> attribute '" + n.target_extra_attrs[0].first + "'");
     if (n.driver) {
       if (!n.driver->children.empty()) refuse(what + " <driver> children");
@@ -37,7 +37,14 @@ void builder::interfaces() {
     } else if (n.type == "ethernet") {
       netdev = "tap,id=hostnet" + id;
       if (n.target_dev) netdev += ",ifname=" + esc("tap name", *n.target_dev);
-      netdev += ",script=no,downscript=no";
+      // QEMU runs the script with the tap's name once it has made the tap (libvirt runs it itself,
+      // the same way); the driver has checked that it is an executable file.
+      if (!n.script_path.empty()) {
+        if (n.script_path[0] != '/') refuse(what + " <script path='" + n.script_path + "'> must be absolute");
+        netdev += ",script=" + esc("script path", n.script_path) + ",downscript=no";
+      } else {
+        netdev += ",script=no,downscript=no";
+      }
     } else {
       refuse("interface type '" + n.type + "'" +
              (n.type == "network" ? std::string(" (covirt's qemu driver has no virtual network driver; use 'user' or 'bridge')") : ""));
@@ -235,6 +242,8 @@ void builder::graphics() {
   }
   if (gs.size() > 1) refuse("more than one <graphics>");
   const auto& g = gs[0];
+  if (g.type == "spice") return spice(g);
+  if (g.type == "sdl") return sdl(g);
   if (g.type != "vnc") refuse("graphics type '" + g.type + "'");
   refuse_extras("<graphics type='vnc'>", g.extra_attrs, g.extra);
   if (!g.display.empty() || !g.xauth.empty() || !g.fullscreen.empty() || g.tls_port)

@@ -159,9 +159,10 @@ void builder::disk(const disk_def& x, unsigned node) {
   if (auto* bs = child(x.extra, "backingStore"); bs && (!bs->children.empty() || !bs->attributes.empty()))
     refuse(what + " <backingStore> with content (backing chains come from the image)");
   if (!x.target_extra_attrs.empty()) refuse(what + " <target> attribute '" + x.target_extra_attrs[0].first + "'");
-  if (x.device != "disk" && x.device != "cdrom") refuse("disk device '" + x.device + "'");
-  bool cdrom = x.device == "cdrom";
-  if (x.type != "file" && x.type != "block") refuse("disk type '" + x.type + "'");
+  if (x.device != "disk" && x.device != "cdrom" && x.device != "floppy") refuse("disk device '" + x.device + "'");
+  bool cdrom = x.device == "cdrom", fd = x.device == "floppy";
+  if (x.type != "file" && x.type != "block" && x.type != "network") refuse("disk type '" + x.type + "'");
+  if (x.type == "network" && (!x.source || x.source->protocol.empty())) refuse(what + " of type 'network' without <source protocol=...>");
   if (x.transient) refuse(what + " <transient/>");
   if (!x.target_tray.empty() && x.target_tray != "closed") refuse(what + " tray='" + x.target_tray + "'");
   std::string bus = x.target_bus;
@@ -169,18 +170,19 @@ void builder::disk(const disk_def& x, unsigned node) {
     auto p = tgt.substr(0, 2);
     bus = p == "vd" ? "virtio" : p == "sd" ? "scsi" : p == "hd" ? "ide" : p == "fd" ? "fdc" : "xen";
   }
-  if (bus != "virtio" && bus != "ide" && bus != "sata" && bus != "scsi") refuse("disk bus '" + bus + "'");
+  if (fd != (bus == "fdc")) refuse(fd ? what + ": a floppy on bus '" + bus + "' (floppies go on 'fdc')" : "disk bus '" + bus + "'");
+  if (bus != "virtio" && bus != "ide" && bus != "sata" && bus != "scsi" && bus != "fdc") refuse("disk bus '" + bus + "'");
   unsigned idx = disk_index(tgt);
 
   std::string path;
   if (x.source) {
     refuse_extras(what + " <source>", x.source->extra_attrs, x.source->extra, {}, {"index"});
     if (!x.source->startup_policy.empty()) refuse(what + " startupPolicy");
-    path = x.type == "file" ? x.source->file : x.source->dev;
+    path = x.type == "file" ? x.source->file : x.type == "block" ? x.source->dev : x.source->protocol;
   }
   std::string drive;
   if (path.empty()) {
-    if (!cdrom) refuse(what + " has no <source> (only a CD-ROM may be empty)");
+    if (!cdrom && !fd) refuse(what + " has no <source> (only a CD-ROM or a floppy may be empty)");
   } else {
     std::string fmt = "raw", cache, io, discard;
     if (x.driver) {
@@ -208,8 +210,12 @@ void builder::disk(const disk_def& x, unsigned node) {
     std::string storage = "libvirt-" + std::to_string(node) + "-storage";
     std::string format = "libvirt-" + std::to_string(node) + "-format";
     boost::json::object s;
-    s["driver"] = x.type == "block" ? "host_device" : "file";
-    s["filename"] = checked(what + " source path", path);
+    if (x.type == "network") {
+      s = network_source(x, what);
+    } else {
+      s["driver"] = x.type == "block" ? "host_device" : "file";
+      s["filename"] = checked(what + " source path", path);
+    }
     s["node-name"] = storage;
     s["auto-read-only"] = true;
     if (!discard.empty()) s["discard"] = discard;
@@ -233,6 +239,7 @@ void builder::disk(const disk_def& x, unsigned node) {
     if (has_cache) drive += wce ? ",write-cache=on" : ",write-cache=off";
   }
 
+  if (fd) return floppy(x, drive);
   std::string dev;
   if (bus == "virtio") {
     if (cdrom) refuse(what + ": disk bus 'virtio' cannot hold a CD-ROM (ejectable media)");

@@ -144,6 +144,10 @@ std::string members_map(const std::vector<unsigned>& cpus);
 // the host has, a hugepage size it has a hugetlbfs mount for (its path in `hugepage_dir`),
 // block devices that exist, values libvirt's QEMU driver takes. Errors name the element.
 result<void> check_tuning(const domain_config& d, std::string* hugepage_dir, diagnostics& diag);
+// What the devices need from the host (host_checks.cpp): an executable ethernet <script>, the
+// <hostdev>'s PCI device bound to vfio-pci, an X display for SDL (into opt.display), a free port
+// for SPICE autoport (written into `d`, the live definition).
+result<void> prepare_host_devices(domain_config& d, argv_options& opt, diagnostics& diag);
 // The controllers the guest's settings need.
 std::vector<std::string_view> needed_controllers(const domain_config& d);
 // Where vCPU `i` may run (its <vcpupin>, else <vcpu cpuset>, else every CPU) and the emulator.

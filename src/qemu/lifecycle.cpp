@@ -152,6 +152,7 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
   opt.start_paused = true;
   if (incoming) opt.incoming = "defer";
   if (auto r = check_tuning(def, &opt.hugepage_dir, diag); !r) co_return r.error();
+  if (auto r = prepare_host_devices(d->def, opt, diag); !r) co_return r.error();
   auto argv = build_argv(def, opt, diag);
   if (!argv) co_return argv.error();
   std::error_code fec;
@@ -310,6 +311,21 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
     co_await abandon();
     co_return r.error();
   }
+  // Graphics passwords go over the monitor, never on the command line.
+  for (auto& g : def.devices.graphics)
+    if (!g.passwd.empty() && (g.type == "vnc" || g.type == "spice")) {
+      json::object a;
+      a["protocol"] = g.type;
+      a["password"] = g.passwd;
+      std::string sp = "set_password";
+      if (auto r = co_await call(rt, sp, std::move(a), diag, 10s); !r) {
+        std::string why(diag.message());
+        co_await abandon();
+        diagnostics ignore;
+        (void)remove_runtime(dirs, def.name, ignore);
+        co_return gone("refused the " + g.type + " password (" + why + ")");
+      }
+    }
   if (!paused) {
     std::string cont = "cont";
     if (auto r = co_await call(rt, cont, {}, diag, 10s); !r) {

@@ -363,6 +363,38 @@ TEST_CASE("argv: <memoryBacking> and <numatune> make the RAM a memory backend, a
   CHECK_FALSE(has_flag(a, "-overcommit"));
 }
 
+TEST_CASE("argv: floppies, nbd disks, sound, SPICE, ethernet scripts and PCI host devices, as libvirt", "[argv]") {
+  std::string os = "<os><type>hvm</type></os>", q35 = "<os><type machine='q35'>hvm</type></os>";
+  auto a = argv_of(dom(os + "<devices><disk type='file' device='floppy'><source file='/f.img'/><target dev='fdb' bus='fdc'/>"
+                            "</disk></devices>"));
+  CHECK(has(a, "-device", "floppy,unit=1,drive=libvirt-1-format,id=fdc0-0-1"));
+  CHECK_FALSE(has(a, "-device", "isa-fdc,id=fdc0"));
+  a = argv_of(dom(q35 + "<devices><disk type='file' device='floppy'><target dev='fda' bus='fdc'/></disk></devices>"));
+  CHECK(has(a, "-device", "isa-fdc,id=fdc0"));
+  CHECK(has(a, "-device", "floppy,unit=0,id=fdc0-0-0"));
+  refused(dom(os + "<devices><disk type='file' device='floppy'><source file='/f'/><target dev='fdc' bus='fdc'/></disk></devices>"),
+          "two drives");
+  a = argv_of(dom(os + "<devices><disk type='network'><source protocol='nbd' name='exp'><host name='10.0.0.5' port='10810'/>"
+                       "</source><target dev='vda' bus='virtio'/></disk></devices>"));
+  CHECK(has(a, "-blockdev", "{\"driver\":\"nbd\",\"server\":{\"type\":\"inet\",\"host\":\"10.0.0.5\",\"port\":\"10810\"},"
+                            "\"export\":\"exp\",\"node-name\":\"libvirt-1-storage\",\"auto-read-only\":true}"));
+  a = argv_of(dom(os + "<devices><sound model='ich6'><codec type='micro'/></sound><sound model='pcspk'/></devices>"));
+  CHECK(has(a, "-audiodev", "{\"id\":\"audio1\",\"driver\":\"none\"}"));
+  CHECK(has(a, "-device", "intel-hda,id=sound0"));
+  CHECK(has(a, "-device", "hda-micro,id=sound0-codec0,bus=sound0.0,cad=0,audiodev=audio1"));
+  CHECK(has(a, "-machine", "pc,usb=off,dump-guest-core=off,acpi=off,pcspk-audiodev=audio1"));
+  a = argv_of(dom(os + "<devices><graphics type='spice' port='5905'><listen type='address' address='::1'/></graphics></devices>"));
+  CHECK(has(a, "-spice", "port=5905,addr=::1,ipv6=on,disable-ticketing=on,seamless-migration=on"));
+  a = argv_of(dom(os + "<devices><graphics type='spice' port='5905' passwd='x'/></devices>"));
+  CHECK(has(a, "-spice", "port=5905,addr=127.0.0.1,seamless-migration=on"));  // the password goes over QMP
+  a = argv_of(dom(os + "<devices><interface type='ethernet'><target dev='tap3'/><script path='/etc/qemu-ifup'/></interface></devices>"));
+  CHECK(has(a, "-netdev", "tap,id=hostnet0,ifname=tap3,script=/etc/qemu-ifup,downscript=no"));
+  refused(dom(os + "<devices><interface type='user'><script path='/x'/></interface></devices>"), "only type 'ethernet'");
+  a = argv_of(dom(os + "<devices><hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x06' "
+                       "slot='0x02' function='0x1'/></source></hostdev></devices>"));
+  CHECK(has(a, "-device", "vfio-pci,host=0000:06:02.1,id=hostdev0"));
+}
+
 TEST_CASE("argv: emulator from XML and arch", "[argv]") {
   auto a = argv_of(dom("<os><type arch='i686'>hvm</type></os>"));
   CHECK(a[0] == "qemu-system-i386");
@@ -487,7 +519,8 @@ TEST_CASE("argv: graphics, video, input, balloon, clock, on_*", "[argv]") {
   a = argv_of(dom("<os><type>hvm</type></os><devices><graphics type='vnc' port='5905' listen='::1' passwd='s3cret'/></devices>"));
   CHECK(has(a, "-vnc", "[::1]:5,password=on"));
   CHECK(shell(a).find("s3cret") == std::string::npos);
-  refused(dom("<os><type>hvm</type></os><devices><graphics type='spice' autoport='yes'/></devices>"), "graphics type 'spice'");
+  refused(dom("<os><type>hvm</type></os><devices><graphics type='spice' autoport='yes'/></devices>"),
+          "<graphics type='spice'> without a port (the driver picks one for autoport)");
   refused(dom("<os><type>hvm</type></os><on_reboot>preserve</on_reboot>"), "on_reboot");
 }
 
@@ -508,17 +541,17 @@ TEST_CASE("argv: commas are doubled, control characters refused", "[argv]") {
 
 TEST_CASE("argv: unsupported elements are refused, naming them", "[argv]") {
   std::string os = "<os><type>hvm</type></os>";
-  refused(dom(os + "<devices><hostdev mode='subsystem' type='pci'><source><address domain='0' bus='1' slot='0' function='0'/>"
-                   "</source></hostdev></devices>"), "<hostdev> is not supported by covirt's qemu driver");
+  refused(dom(os + "<devices><hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/></source></hostdev></devices>"),
+          "<hostdev mode='subsystem' type='usb'>");
   refused(dom(os + "<devices><disk type='file'><source file='/a'/><target dev='xvda' bus='xen'/></disk></devices>"),
           "disk bus 'xen'");
   refused(dom(os + "<devices><filesystem type='mount'><source dir='/s'/><target dir='t'/></filesystem></devices>"),
           "<filesystem>");
   refused(dom(os + "<memoryBacking><hugepages/></memoryBacking>"), "<hugepages> without a hugetlbfs mount");
   refused(dom(os + "<memoryBacking><source type='file'/></memoryBacking>"), "<source type='file'/>");
-  refused(dom(os + "<devices><sound model='ich9'/></devices>"), "sound");
-  refused(dom(os + "<devices><disk type='network'><source protocol='nbd' name='x'><host name='h'/></source>"
-                   "<target dev='vda'/></disk></devices>"), "disk type 'network'");
+  refused(dom(os + "<devices><sound model='gus'/></devices>"), "<sound model='gus'>");
+  refused(dom(os + "<devices><disk type='network'><source protocol='iscsi' name='x/1'><host name='h'/></source>"
+                   "<target dev='vda'/></disk></devices>"), "protocol 'iscsi'");
   refused(dom(os + "<devices><disk type='file' device='cdrom'><source file='/a.iso'/><target dev='vda' bus='virtio'/></disk></devices>"),
           "CD-ROM");
   refused(dom("<os><type machine='q35'>hvm</type></os><devices><disk type='file'><source file='/a'/><target dev='hda' bus='ide'/></disk></devices>"),

@@ -31,6 +31,8 @@ struct argv_options {
   std::optional<std::string> incoming;
   /// The hugetlbfs mount for <memoryBacking><hugepages> (the driver finds it: check_tuning).
   std::string hugepage_dir;
+  /// The X display SDL graphics open when the domain names none ($DISPLAY; the driver reads it).
+  std::string display;
 };
 
 /// The argv (argv[0] is the emulator) that starts the domain under QEMU 7.2.
@@ -66,6 +68,9 @@ std::string argv_to_shell(const std::vector<std::string>& argv);
 /// without a known prefix (vd, sd, hd, xvd, fd, ubd) and letters a-z. Disk device ids use it
 /// ("virtio-disk<index>").
 std::optional<unsigned> disk_target_index(std::string_view dev);
+
+/// A <hostdev>'s PCI <source><address> as the host names it ("0000:06:02.0"); "" when malformed.
+std::string pci_host_address(const device_address& a);
 
 /// QEMU's escaping of a value inside a comma-separated option: each ',' doubled.
 std::string escape_opt_value(std::string_view value);
