@@ -7,6 +7,38 @@ namespace covirt_sh {
 
 using enum opt_type;
 using namespace common_opts;
+
+// Declared in shell.hpp: the commands of tuning.cpp use them too.
+std::optional<unsigned> impact_flags(shell& sh, const args& a) {
+  bool current = a.has("current"), live = a.has("live"), config = a.has("config");
+  if (current && live) {
+    sh.error("Options --current and --live are mutually exclusive");
+    return std::nullopt;
+  }
+  if (current && config) {
+    sh.error("Options --current and --config are mutually exclusive");
+    return std::nullopt;
+  }
+  return (live ? covirt::modify::live : 0u) | (config ? covirt::modify::config : 0u);
+}
+
+std::string cpu_list(std::string_view map) {
+  std::string out;
+  for (std::size_t i = 0; i < map.size();) {
+    if (map[i] != 'y') {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j + 1 < map.size() && map[j + 1] == 'y') ++j;
+    if (!out.empty()) out += ',';
+    out += std::to_string(i);
+    if (j > i) out += "-" + std::to_string(j);
+    i = j + 1;
+  }
+  return out;
+}
+
 namespace {
 
 awaitable<bool> cmd_dumpxml(shell& sh, const args& a) {
@@ -173,20 +205,6 @@ awaitable<bool> cmd_qemu_monitor_command(shell& sh, const args& a) {
   co_return true;
 }
 
-/// --config/--live/--current as virsh checks them; nullopt after printing the error.
-std::optional<unsigned> impact_flags(shell& sh, const args& a) {
-  bool current = a.has("current"), live = a.has("live"), config = a.has("config");
-  if (current && live) {
-    sh.error("Options --current and --live are mutually exclusive");
-    return std::nullopt;
-  }
-  if (current && config) {
-    sh.error("Options --current and --config are mutually exclusive");
-    return std::nullopt;
-  }
-  return (live ? covirt::modify::live : 0u) | (config ? covirt::modify::config : 0u);
-}
-
 std::optional<std::uint64_t> size_arg(shell& sh, const args& a) {
   auto r = parse_size_kib(a.at("size"), "size");
   if (auto* errs = std::get_if<std::vector<std::string>>(&r)) {
@@ -255,71 +273,6 @@ awaitable<bool> cmd_setvcpus(shell& sh, const args& a) {
   co_return true;
 }
 
-// A 'y'/'-' map as virsh prints a CPU list: "0-3,6".
-std::string cpu_list(std::string_view map) {
-  std::string out;
-  for (std::size_t i = 0; i < map.size();) {
-    if (map[i] != 'y') {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    while (j + 1 < map.size() && map[j + 1] == 'y') ++j;
-    if (!out.empty()) out += ',';
-    out += std::to_string(i);
-    if (j > i) out += "-" + std::to_string(j);
-    i = j + 1;
-  }
-  return out;
-}
-
-// virsh's cpulist ("0-3,^2", or "r" for every CPU) as a 'y'/'-' map of `maxcpu` CPUs.
-std::optional<std::string> parse_cpulist(shell& sh, const std::string& list, unsigned maxcpu) {
-  std::string map(maxcpu, '-');
-  if (!list.empty() && list[0] == 'r') return std::string(maxcpu, 'y');
-  std::vector<bool> set;
-  bool ok = !list.empty();
-  for (std::size_t i = 0; ok && i < list.size();) {
-    const bool neg = list[i] == '^';
-    if (neg) ++i;
-    auto num = [&](unsigned long& v) {
-      const std::size_t b = i;
-      while (i < list.size() && std::isdigit(static_cast<unsigned char>(list[i]))) ++i;
-      if (i == b || i - b > 6) return false;
-      v = std::stoul(list.substr(b, i - b));
-      return true;
-    };
-    unsigned long lo = 0, hi = 0;
-    if (!num(lo)) ok = false;
-    hi = lo;
-    if (ok && !neg && i < list.size() && list[i] == '-') {
-      ++i;
-      if (!num(hi) || hi < lo) ok = false;
-    }
-    if (ok && hi >= 1024) ok = false;
-    if (ok) {
-      if (set.size() <= hi) set.resize(hi + 1);
-      for (unsigned long c = lo; c <= hi; ++c) set[c] = !neg;
-    }
-    if (ok && i < list.size()) ok = list[i++] == ',';  // a trailing comma is allowed, as libvirt's bitmap parser does
-  }
-  long last = -1;
-  for (std::size_t c = 0; c < set.size(); ++c)
-    if (set[c]) last = static_cast<long>(c);
-  if (!ok || last < 0) {
-    sh.error(format("Invalid cpulist '%s'", list.c_str()));
-    sh.error(format("invalid argument: Failed to parse bitmap '%s'", list.c_str()));
-    return std::nullopt;
-  }
-  if (last >= static_cast<long>(maxcpu)) {
-    sh.error(format("CPU %ld in cpulist '%s' exceed the maxcpu %u", last, list.c_str(), maxcpu));
-    return std::nullopt;
-  }
-  for (std::size_t c = 0; c < set.size(); ++c)
-    if (set[c]) map[c] = 'y';
-  return map;
-}
-
 awaitable<bool> cmd_vcpuinfo(shell& sh, const args& a) {
   auto d = co_await sh.domain(a);
   if (!d) co_return false;
@@ -337,46 +290,6 @@ awaitable<bool> cmd_vcpuinfo(shell& sh, const args& a) {
       out += format("%-15s %s\n\n", "CPU Affinity:", v.affinity.c_str());
   }
   sh.print(out);
-  co_return true;
-}
-
-awaitable<bool> cmd_vcpupin(shell& sh, const args& a) {
-  auto d = co_await sh.domain(a);
-  if (!d) co_return false;
-  if (!impact_flags(sh, a)) co_return false;
-  if (a.has("config")) {
-    sh.error("covirt: vcpupin --config is not supported yet (the pinning of the running domain only)");
-    co_return false;
-  }
-  std::optional<long long> vcpu;
-  if (auto v = a.get("vcpu")) {
-    vcpu = parse_int(*v);
-    if (!vcpu || *vcpu < 0 || *vcpu > INT_MAX) {
-      sh.error(format("Numeric value '%s' for <vcpu> option is malformed or out of range", v->c_str()));
-      co_return false;
-    }
-  }
-  auto list = a.get("cpulist");
-  if (list && !vcpu) {
-    sh.error("vcpupin: Missing vCPU number in pin mode.");
-    co_return false;
-  }
-  if (list) {
-    auto node = co_await sh.conn.async_node_get_info();
-    auto map = parse_cpulist(sh, *list, node.cpus);
-    if (!map) co_return false;
-    co_await sh.conn.async_pin_vcpu(*d, static_cast<unsigned>(*vcpu), *map);
-    co_return true;
-  }
-  auto vcpus = co_await sh.conn.async_get_vcpus(*d);
-  if (vcpu && *vcpu >= static_cast<long long>(vcpus.size())) {
-    sh.error(format("vcpu %lld is out of range of live cpu count %zu", *vcpu, vcpus.size()));
-    co_return false;
-  }
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& v : vcpus)
-    if (!vcpu || v.number == static_cast<unsigned>(*vcpu)) rows.push_back({std::to_string(v.number), cpu_list(v.affinity)});
-  sh.print(render_table({"VCPU", "CPU Affinity"}, rows, true) + "\n");
   co_return true;
 }
 
@@ -464,10 +377,6 @@ const std::vector<command> domain_commands = {
      cmd_setvcpus, "change number of virtual CPUs", "Change the number of virtual CPUs in the guest domain."},
     {"vcpuinfo", {dom, {"pretty", boolean, false, "return human readable output"}}, cmd_vcpuinfo,
      "detailed domain vcpu information", "Returns basic information about the domain virtual CPUs."},
-    {"vcpupin",
-     {dom, {"vcpu", number, false, "vcpu number"},
-      {"cpulist", string, false, "host cpu number(s) to set, or omit option to query"}, config, live, current},
-     cmd_vcpupin, "control or query domain vcpu affinity", "Pin domain VCPUs to host physical CPUs."},
     {"autostart", {dom, {"disable", boolean, false, "disable autostarting"}}, cmd_autostart, "autostart a domain",
      "Configure a domain to be automatically started at boot."},
     {"domuuid", {{"domain", data, true, "domain id or name"}}, cmd_domain_field<uuid_of>, "convert a domain name or id to domain UUID",

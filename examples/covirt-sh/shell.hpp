@@ -125,6 +125,7 @@ inline constexpr opt_spec current{"current", opt_type::boolean, false, "affect c
 // Each group's table, in its own file.
 extern const std::vector<command> domain_commands;   // domain.cpp
 extern const std::vector<command> jobs_commands;     // jobs.cpp (also "Domain Management")
+extern const std::vector<command> tuning_commands;   // tuning.cpp (also "Domain Management")
 extern const std::vector<command> monitor_commands;  // monitor.cpp
 extern const std::vector<command> events_commands;   // monitor.cpp
 extern const std::vector<command> host_commands;     // host.cpp
@@ -220,6 +221,11 @@ private:
   std::vector<std::shared_ptr<listener>> listeners_;
   std::string doing_;
 };
+
+/// --config/--live/--current as virsh checks them (domain.cpp); nullopt after printing the error.
+std::optional<unsigned> impact_flags(shell& sh, const args& a);
+/// A 'y'/'-' map as virsh prints a CPU list: "0-3,6" (domain.cpp).
+std::string cpu_list(std::string_view map);
 
 /// list and net-list with --name and/or --uuid: one line each ("UUID NAME" with both); false
 /// when neither option was given (the caller prints its table).

@@ -259,6 +259,189 @@ TEST_CASE("covirt-sh: errors match virsh", "[sh]") {
   }
 }
 
+// ---- Tuning and affinity: schedinfo, memtune, blkiotune, numatune, vcpupin, emulatorpin.
+//
+// covirt's remote driver does not forward these procedures yet (virDomainGetSchedulerType,
+// virDomainGet/SetMemoryParameters, ... answer no_support through it), so the remote run skips
+// them until it does: set this to true then.
+constexpr bool remote_forwards_tuning = false;
+
+bool skip_tuning_remotely() {
+  if (remote_mode() && !remote_forwards_tuning) {
+    WARN("covirt's remote driver does not forward the tuning and affinity calls yet");
+    return true;
+  }
+  return false;
+}
+
+TEST_CASE("covirt-sh: tuning and affinity queries match virsh", "[sh][tuning]") {
+  if (skip_tuning_remotely()) return;
+  for (const char* s : {
+           "schedinfo test; memtune test; blkiotune test; numatune test; vcpupin test; emulatorpin test",
+           "schedinfo --domain test; schedinfo test --set weight=100; schedinfo test --weight 10; "
+           "schedinfo test weight=5; schedinfo test --set weight=-1; schedinfo test --set weight=+7",
+           "memtune test --config; memtune test --live; memtune test --current; blkiotune test --config; "
+           "numatune test --live; numatune test --current",
+           "vcpupin test 1; vcpupin test --config; vcpupin test --live; vcpupin test --current; vcpupin test 1 --config; "
+           "emulatorpin test --config; emulatorpin test --live; emulatorpin test --current",
+           "destroy test; schedinfo test; memtune test; blkiotune test; numatune test; vcpupin test; emulatorpin test",
+           "define tests/data/sh/vm1.xml; vcpupin vm1; emulatorpin vm1; memtune vm1; numatune vm1; blkiotune vm1; "
+           "schedinfo vm1",
+       }) {
+    SECTION(s) { check_same(s); }
+  }
+  SECTION("quiet") {
+    check_same(std::vector<std::string>{"-q", "vcpupin test; emulatorpin test; schedinfo test; memtune test; "
+                                              "blkiotune test; numatune test"});
+  }
+}
+
+TEST_CASE("covirt-sh: tuning and affinity changes match virsh, live and in the definition", "[sh][tuning]") {
+  if (skip_tuning_remotely()) return;
+  for (const char* s : {
+           // memtune: scaled values, "unlimited", the live and the next boot's definitions
+           "memtune test --hard-limit 1G; memtune test; dumpxml test",
+           "memtune test --soft-limit 100 --hard-limit 2G --swap-hard-limit 3G; memtune test; dumpxml --inactive test",
+           "memtune test --hard-limit 1G --config; memtune test --config; memtune test; dumpxml --inactive test; "
+           "dumpxml test",
+           "memtune test --hard-limit 0; memtune test --hard-limit -1 --soft-limit 1GiB; memtune test; "
+           "memtune test --hard-limit 9007199254740991 --swap-hard-limit 1MB; memtune test; memtune test 5; "
+           "memtune test --hard-limit ' 5'; memtune test",
+           "destroy test; memtune test --hard-limit 2G; memtune test; start test; memtune test; dumpxml test",
+           // blkiotune: the weight and the device lists
+           "blkiotune test --weight 500; blkiotune test; dumpxml test",
+           "blkiotune test --device-weights /dev/sda,500,/dev/sdb,300; blkiotune test --device-read-iops-sec /dev/sdb,10; "
+           "blkiotune test; blkiotune test --device-weights /dev/sda,0; blkiotune test; dumpxml test; "
+           "blkiotune test --device-weights /dev/sda,7; blkiotune test",
+           "blkiotune test --device-write-iops-sec /dev/a,1,/dev/b,2 --device-write-bytes-sec /dev/b,3; blkiotune test; "
+           "blkiotune test 5 /dev/sda,5; blkiotune test; dumpxml test",
+           "blkiotune test --device-weights /dev/sda,5 --config; blkiotune test --config; dumpxml --inactive test; "
+           "blkiotune test",
+           // numatune: placement static needs a nodeset
+           "numatune test --nodeset 0-1; numatune test; dumpxml test",
+           "numatune test --nodeset ' 1 , 2 - 3 '; numatune test; numatune test --nodeset 0,1,3-5,^4; numatune test; "
+           "numatune test --nodeset 1,; numatune test --nodeset 16383; numatune test",
+           "numatune test --nodeset 0 --mode preferred --config; numatune test --config; dumpxml --inactive test; "
+           "numatune test --mode 0x3 --nodeset 1 --config; numatune test --config; numatune test interleave 0 --config; "
+           "dumpxml --inactive test",
+           "numatune test --mode restrictive --nodeset 1; numatune test; dumpxml test",
+           "destroy test; numatune test --nodeset 1-2; numatune test; dumpxml test; start test; numatune test; "
+           "numatune test --mode interleave; numatune test --mode interleave --config; numatune test --config",
+           // vcpupin: the running domain only; emulatorpin: live or the definition
+           "vcpupin test 0 1; vcpupin test; dumpxml test",
+           "vcpupin test 0 7; vcpupin test 1 0,2-3,^2; vcpupin test; vcpupin test 0 r; vcpupin test 1 0-1,; "
+           "vcpupin test --current; vcpupin test 0 1 --current; vcpupin test; dumpxml test",
+           "setvcpus test 1; vcpupin test; vcpupin test 1; vcpupin test --config",
+           "emulatorpin test 1-2; emulatorpin test; dumpxml test",
+           "emulatorpin test 1 --config; emulatorpin test --config; emulatorpin test; dumpxml --inactive test",
+           "emulatorpin test r; emulatorpin test; emulatorpin test 0,2,4,6 --live; emulatorpin test --config; "
+           "emulatorpin test --live",
+           "destroy test; emulatorpin test 2-3 --config; emulatorpin test; emulatorpin test --current; dumpxml test; "
+           "start test; emulatorpin test; emulatorpin test --live",
+           "create tests/data/sh/vm1.xml; vcpupin vm1 0 1; vcpupin vm1; emulatorpin vm1 1; emulatorpin vm1; "
+           "memtune vm1 --hard-limit 1G; blkiotune vm1 --weight 9; numatune vm1 --nodeset 0; dumpxml vm1",
+           // schedinfo: the weight is validated and forgotten
+           "schedinfo test --set weight=1; schedinfo test --weight 2; schedinfo --domain test --set weight=3",
+       }) {
+    SECTION(s) { check_same(s); }
+  }
+}
+
+TEST_CASE("covirt-sh: tuning and affinity errors match virsh", "[sh][tuning]") {
+  if (skip_tuning_remotely()) return;
+  for (const char* s : {
+           // schedinfo
+           "schedinfo test --cap 10", "schedinfo test --set weight=abc", "schedinfo test --set foo",
+           "schedinfo test --set foo=1", "schedinfo test --set weight=99999999999", "schedinfo test --set weight=",
+           "schedinfo test --set =5", "schedinfo test --weight ''", "schedinfo test --cap 1 --weight 2",
+           "schedinfo test --weight abc", "schedinfo test --set weight=1 --weight 2", "schedinfo nosuch",
+           "schedinfo test --current --live", "schedinfo test --set", "schedinfo test --weight",
+           // memtune
+           "memtune test --min-guarantee 1G", "memtune test --hard-limit 4G --swap-hard-limit 1G",
+           "memtune test --hard-limit 5k --swap-hard-limit 4", "memtune test --hard-limit abc",
+           "memtune test --hard-limit 1x", "memtune test --hard-limit 99999999999999999999",
+           "memtune test --hard-limit 8E", "memtune test --hard-limit 1.5G", "memtune test --hard-limit ''",
+           "memtune test --hard-limit 5 --soft-limit abc --swap-hard-limit x", "memtune nosuch --hard-limit abc",
+           "memtune test --current --config", "destroy test; memtune test --live",
+           "create tests/data/sh/vm1.xml; memtune vm1 --config; memtune vm1 --hard-limit 1G --config",
+           // blkiotune
+           "blkiotune test --weight 0", "blkiotune test --weight -3", "blkiotune test --weight abc",
+           "blkiotune test --weight 5000000000", "blkiotune test --weight ''", "blkiotune test --device-weights /dev/sda",
+           "blkiotune test --device-weights /dev/sda,x", "blkiotune test --device-weights ''; blkiotune test",
+           "blkiotune test --device-weights /dev/sda,5,/dev/sdb,x --weight 7; blkiotune test",
+           "blkiotune test --device-read-bytes-sec /dev/sda,99999999999999; blkiotune test --device-weights /dev/sda,-1; "
+           "blkiotune test",
+           "blkiotune test --device-read-iops-sec /dev/sda,4294967296", "blkiotune test --device-weights /dev/sda,1x",
+           "blkiotune test --weight abc --device-weights ''", "blkiotune nosuch --weight 0",
+           // numatune
+           "numatune test --mode interleave", "numatune test strict", "numatune test --mode bogus",
+           "numatune test --mode 7", "numatune test --mode -1", "numatune test --nodeset abc", "numatune test --nodeset ^0",
+           "numatune test --nodeset 16384", "numatune test --nodeset ,1", "numatune test --nodeset 3-1",
+           "numatune test --nodeset ''", "numatune test --mode '' --nodeset abc", "numatune test --mode 7 --nodeset abc",
+           "numatune test --nodeset ^0 --mode 9", "numatune nosuch --mode bogus", "numatune nosuch --current --live",
+           "numatune test --mode interleave --config; numatune test --config; dumpxml --inactive test",
+           "numatune test --nodeset 0; numatune test --mode interleave; numatune test --mode strict; "
+           "numatune test --mode interleave --nodeset 1",
+           "numatune test --mode strict --nodeset 0 --live; numatune test --mode preferred --config",
+           // vcpupin
+           "vcpupin test 5 1", "vcpupin test 5", "vcpupin test 2 --config", "vcpupin test 4294967295 1",
+           "vcpupin test --live --config", "vcpupin nosuch --live --config", "vcpupin test abc --live --config",
+           "vcpupin test abc", "vcpupin test -1", "vcpupin test ''", "vcpupin test 0 ''", "vcpupin test 0 abc",
+           "vcpupin test 0 ^0", "vcpupin test 0 9", "vcpupin test 0 1024", "vcpupin test --cpulist 1",
+           "vcpupin nosuch", "vcpupin nosuch abc", "vcpupin nosuch 0 abc", "vcpupin nosuch --current --live",
+           "destroy test; vcpupin test; vcpupin test 0 1; vcpupin test --live; vcpupin test 2",
+           "create tests/data/sh/vm1.xml; vcpupin vm1 --config",
+           // emulatorpin
+           "emulatorpin test ^0", "emulatorpin test abc", "emulatorpin test ''", "emulatorpin test 0-9",
+           "emulatorpin test 9", "emulatorpin test abc --current --live", "emulatorpin nosuch", "emulatorpin nosuch abc",
+           "destroy test; emulatorpin test --live; emulatorpin test 1 --live; emulatorpin test 3; emulatorpin test",
+           "create tests/data/sh/vm1.xml; emulatorpin vm1 1 --config",
+       }) {
+    SECTION(s) { check_same(s); }
+  }
+  SECTION("quiet") { check_same(std::vector<std::string>{"-q", "schedinfo test --cap 1"}); }
+  SECTION("read-only connections refuse the changes") {
+    check_same(std::vector<std::string>{
+        "-r", "memtune test --hard-limit 1G; blkiotune test --weight 5; numatune test --nodeset 0; emulatorpin test 1; "
+              "vcpupin test 0 1; vcpupin test 0 1 --current; memtune test"});
+  }
+}
+
+// libvirt prints what virCheckFlags and virReportInvalidArg raise ("unsupported flags (0x2) in
+// function testDomainPinVcpuFlags", "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG'
+// are mutually exclusive") without the "invalid argument: " of their code, which covirt::error's
+// what() always puts first. Until covirt can say such a message whole, these lines are compared
+// without it; everything else is compared as above.
+TEST_CASE("covirt-sh: the test driver's flag refusals match virsh but for the code's generic text", "[sh][tuning]") {
+  if (skip_tuning_remotely()) return;
+  const std::string prefix = "error: invalid argument: ";
+  auto whole = [&](std::vector<std::string> lines, const std::vector<std::string>& virsh) {
+    for (std::size_t i = 0; i < lines.size() && i < virsh.size(); ++i)
+      if (lines[i].starts_with(prefix) && "error: " + lines[i].substr(prefix.size()) == virsh[i]) lines[i] = virsh[i];
+    return lines;
+  };
+  for (const char* s : {
+           "schedinfo test --live", "schedinfo test --config", "schedinfo test --current",
+           "schedinfo test --live --config", "schedinfo test --set weight=1 --live",
+           "schedinfo test --set weight=1 --current",
+           "memtune test --live --config", "memtune test --hard-limit 1G --live --config",
+           "blkiotune test --live --config", "blkiotune test --weight 5 --live --config",
+           "numatune test --live --config", "numatune test --nodeset 1 --live --config",
+           "vcpupin test 0 1 --config", "vcpupin test 0 1 --live", "vcpupin test 0 1 --live --config",
+           "destroy test; vcpupin test 0 1 --live",
+           "emulatorpin test --live --config", "emulatorpin test 1 --live --config",
+       }) {
+    SECTION(s) {
+      auto r = run_both({s});
+      INFO("virsh stderr:\n" << r.virsh.err << "covirt-sh stderr:\n" << r.sh.err);
+      CHECK(normalize(r.sh.out) == normalize(r.virsh.out));
+      auto ve = error_lines(r.virsh.err);
+      CHECK(whole(error_lines(r.sh.err), ve) == ve);
+      CHECK((r.sh.status == 0) == (r.virsh.status == 0));
+    }
+  }
+}
+
 TEST_CASE("covirt-sh: argv forms and quiet mode match virsh", "[sh]") {
   check_same(std::vector<std::string>{"dominfo", "test"});
   check_same(std::vector<std::string>{"domstate", "1"});

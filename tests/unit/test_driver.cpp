@@ -1245,3 +1245,401 @@ TEST_CASE("test driver: bad definitions change nothing", "[test_driver][hostile]
     CHECK(events.pending() == 0);
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tuning and affinity (libvirt 9.0's test driver: virsh schedinfo, memtune, blkiotune, numatune,
+// vcpupin, emulatorpin on test:///default)
+
+namespace {
+
+using covirt::typed_param;
+using covirt::typed_params;
+constexpr unsigned string_okay = 1u << 2;  // VIR_TYPED_PARAM_STRING_OKAY, which libvirt's getters add
+constexpr const char* both_flags =
+    "Flags 'VIR_DOMAIN_AFFECT_LIVE' and 'VIR_DOMAIN_AFFECT_CONFIG' are mutually exclusive";
+
+// The value of `field` in `ps` (REQUIREs that it is there, with that type).
+template <class T>
+T param(const typed_params& ps, const std::string& field) {
+  auto it = std::find_if(ps.begin(), ps.end(), [&](const typed_param& p) { return p.field == field; });
+  REQUIRE(it != ps.end());
+  REQUIRE(std::holds_alternative<T>(it->value));
+  return std::get<T>(it->value);
+}
+
+std::vector<std::string> fields(const typed_params& ps) {
+  std::vector<std::string> out;
+  for (const auto& p : ps) out.push_back(p.field);
+  return out;
+}
+
+// `define` of a shut-off persistent domain with this <vcpu> and extra elements.
+std::string tuned_xml(const std::string& name, const std::string& vcpu, const std::string& extra = "") {
+  return "<domain type='test'><name>" + name + "</name><memory unit='KiB'>1048576</memory>" + vcpu + extra +
+         "<os><type>hvm</type></os></domain>";
+}
+
+}  // namespace
+
+// testDomainGetSchedulerType, testDomainGet/SetSchedulerParametersFlags: "fair", a weight of 50
+// that a set validates and forgets, and no flags at all (libvirt's ...Flags entry point adds
+// VIR_TYPED_PARAM_STRING_OKAY, so `virsh schedinfo --current test` fails with 0x4).
+TEST_CASE("test driver: the scheduler is fair with a weight of 50 that nothing changes", "[test_driver][tuning]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    auto type = co_await c.async_get_scheduler_type("test");
+    CHECK(type == "fair");
+    auto params = co_await c.async_get_scheduler_parameters("test", 0);
+    CHECK(params == typed_params{{"weight", 50u}});
+
+    auto o = co_await catch_error(c.async_get_scheduler_parameters("test", covirt::modify::live));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "unsupported flags (0x5) in function testDomainGetSchedulerParametersFlags");
+    o = co_await catch_error(c.async_get_scheduler_parameters("test", string_okay));
+    CHECK(o.message == "unsupported flags (0x4) in function testDomainGetSchedulerParametersFlags");
+    o = co_await catch_error(c.async_get_scheduler_parameters("test", covirt::modify::live | covirt::modify::config));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == both_flags);
+    o = co_await catch_error(c.async_get_scheduler_parameters("nosuch", 0));
+    CHECK(o.ec == errc::no_domain);
+
+    typed_params w{{"weight", 100u}};
+    co_await c.async_set_scheduler_parameters("test", w, 0);
+    params = co_await c.async_get_scheduler_parameters("test", 0);
+    CHECK(param<unsigned>(params, "weight") == 50);
+    o = co_await catch_error(c.async_set_scheduler_parameters("test", w, covirt::modify::config));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "unsupported flags (0x2) in function testDomainSetSchedulerParametersFlags");
+
+    // virTypedParamsValidate's words
+    typed_params cap{{"cap", 5u}};
+    o = co_await catch_error(c.async_set_scheduler_parameters("test", cap, 0));
+    CHECK(o.ec == errc::argument_unsupported);
+    CHECK(o.what == "argument unsupported: parameter 'cap' not supported");
+    typed_params wrong{{"weight", 5}};
+    o = co_await catch_error(c.async_set_scheduler_parameters("test", wrong, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "invalid type 'int' for parameter 'weight', expected 'uint'");
+    typed_params twice{{"weight", 1u}, {"weight", 2u}};
+    o = co_await catch_error(c.async_set_scheduler_parameters("test", twice, 0));
+    CHECK(o.message == "parameter 'weight' occurs multiple times");
+    typed_params long_name{{std::string(90, 'w'), 1u}};
+    o = co_await catch_error(c.async_set_scheduler_parameters("test", long_name, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "string parameter name '" + std::string(80, 'w') + "' too long");
+    o = co_await catch_error(c.async_set_scheduler_parameters("nosuch", w, 0));
+    CHECK(o.ec == errc::no_domain);
+  });
+}
+
+// testDomainGet/SetMemoryParameters: three limits, "unlimited" (VIR_DOMAIN_MEMORY_PARAM_UNLIMITED)
+// unless set, in the definition the flags choose; `memtune test --hard-limit 1G` shows in
+// dumpxml as <memtune><hard_limit unit='KiB'>1048576</hard_limit></memtune>.
+TEST_CASE("test driver: memory parameters, live and in the definition", "[test_driver][tuning]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    const auto unlimited = covirt::memory_unlimited_kib;
+    auto params = co_await c.async_get_memory_parameters("test", 0);
+    CHECK(params == typed_params{{"hard_limit", unlimited}, {"soft_limit", unlimited}, {"swap_hard_limit", unlimited}});
+
+    typed_params hard{{"hard_limit", 1048576ull}};
+    co_await c.async_set_memory_parameters("test", hard, 0);
+    params = co_await c.async_get_memory_parameters("test", m::live);
+    CHECK(param<unsigned long long>(params, "hard_limit") == 1048576);
+    auto live_xml = co_await c.async_get_xml("test", 0);
+    CHECK_THAT(live_xml, Contains("  <currentMemory unit='KiB'>2097152</currentMemory>\n"
+                                  "  <memtune>\n    <hard_limit unit='KiB'>1048576</hard_limit>\n  </memtune>\n"
+                                  "  <vcpu placement='static'>2</vcpu>\n"));
+    params = co_await c.async_get_memory_parameters("test", m::config);
+    CHECK(param<unsigned long long>(params, "hard_limit") == unlimited);
+
+    typed_params config{{"soft_limit", 100ull}, {"swap_hard_limit", 3145728ull}, {"hard_limit", 0ull}};
+    co_await c.async_set_memory_parameters("test", config, m::config);
+    params = co_await c.async_get_memory_parameters("test", m::config);
+    CHECK(params == typed_params{{"hard_limit", 0ull}, {"soft_limit", 100ull}, {"swap_hard_limit", 3145728ull}});
+    auto inactive = co_await c.async_get_xml("test", covirt::xml_flags::inactive);
+    CHECK_THAT(inactive, Contains("  <memtune>\n    <hard_limit unit='KiB'>0</hard_limit>\n"
+                                  "    <soft_limit unit='KiB'>100</soft_limit>\n"
+                                  "    <swap_hard_limit unit='KiB'>3145728</swap_hard_limit>\n  </memtune>\n"));
+    // Unlimited again: nothing left to print.
+    typed_params clear{{"hard_limit", unlimited}};
+    co_await c.async_set_memory_parameters("test", clear, 0);
+    live_xml = co_await c.async_get_xml("test", 0);
+    CHECK_THAT(live_xml, !Contains("memtune"));
+
+    // The hard limit is checked against the running definition's swap limit, whatever the flags.
+    typed_params above{{"hard_limit", 4194304ull}, {"swap_hard_limit", 1048576ull}};
+    auto o = co_await catch_error(c.async_set_memory_parameters("test", above, m::config));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "memory hard_limit tunable value must be lower than or equal to swap_hard_limit");
+    typed_params more{{"hard_limit", 4194304ull}};
+    co_await c.async_set_memory_parameters("test", more, m::config);  // the live swap limit is unlimited
+
+    typed_params guarantee{{"min_guarantee", 1ull}};
+    o = co_await catch_error(c.async_set_memory_parameters("test", guarantee, 0));
+    CHECK(o.ec == errc::argument_unsupported);
+    CHECK(o.message == "parameter 'min_guarantee' not supported");
+    typed_params typed_wrong{{"hard_limit", 5u}};
+    o = co_await catch_error(c.async_set_memory_parameters("test", typed_wrong, 0));
+    CHECK(o.message == "invalid type 'uint' for parameter 'hard_limit', expected 'ullong'");
+    o = co_await catch_error(c.async_set_memory_parameters("test", hard, 8));
+    CHECK(o.message == "unsupported flags (0x8) in function testDomainSetMemoryParameters");
+    o = co_await catch_error(c.async_set_memory_parameters("test", hard, m::live | m::config));
+    CHECK(o.message == both_flags);
+    o = co_await catch_error(c.async_get_memory_parameters("test", m::live | m::config));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == both_flags);
+    o = co_await catch_error(c.async_get_memory_parameters("test", 8));
+    CHECK(o.message == "unsupported flags (0x8) in function testDomainGetMemoryParameters");
+    params = co_await c.async_get_memory_parameters("test", string_okay);  // what libvirt passes on
+    CHECK(fields(params) == strings{"hard_limit", "soft_limit", "swap_hard_limit"});
+
+    co_await c.async_destroy("test");
+    o = co_await catch_error(c.async_get_memory_parameters("test", m::live));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "domain is not running");
+    params = co_await c.async_get_memory_parameters("test", 0);  // the definition, once stopped
+    CHECK(param<unsigned long long>(params, "hard_limit") == 4194304);
+    co_await c.async_create_xml(vm_xml(), 0);
+    o = co_await catch_error(c.async_set_memory_parameters("vm1", hard, m::config));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "transient domains do not have any persistent config");
+  });
+}
+
+// testDomainGet/SetBlkioParameters (virDomainDriverSetupPersistentDefBlkioParams): the weight
+// and five "path,value,..." lists; a known path takes the new value (0 clears it), a new one is
+// added; an unreadable list fails the call after the others took effect.
+TEST_CASE("test driver: blkio parameters, with the per-device lists", "[test_driver][tuning]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    auto params = co_await c.async_get_blkio_parameters("test", 0);
+    CHECK(params == typed_params{{"weight", 0u},
+                                 {"device_weight", std::string()},
+                                 {"device_read_iops_sec", std::string()},
+                                 {"device_write_iops_sec", std::string()},
+                                 {"device_read_bytes_sec", std::string()},
+                                 {"device_write_bytes_sec", std::string()}});
+
+    typed_params set{{"weight", 500u}, {"device_weight", std::string("/dev/sda,500,/dev/sdb,300")}};
+    co_await c.async_set_blkio_parameters("test", set, 0);
+    typed_params iops{{"device_read_iops_sec", std::string("/dev/sdb,10")}};
+    co_await c.async_set_blkio_parameters("test", iops, 0);
+    typed_params zero{{"device_weight", std::string("/dev/sda,0")}};
+    co_await c.async_set_blkio_parameters("test", zero, 0);
+    params = co_await c.async_get_blkio_parameters("test", 0);
+    CHECK(param<unsigned>(params, "weight") == 500);
+    CHECK(param<std::string>(params, "device_weight") == "/dev/sdb,300");
+    CHECK(param<std::string>(params, "device_read_iops_sec") == "/dev/sdb,10");
+    auto live_xml = co_await c.async_get_xml("test", 0);
+    CHECK_THAT(live_xml, Contains("  <blkiotune>\n    <weight>500</weight>\n    <device>\n      <path>/dev/sdb</path>\n"
+                                  "      <weight>300</weight>\n      <read_iops_sec>10</read_iops_sec>\n"
+                                  "    </device>\n  </blkiotune>\n"));
+    // /dev/sda keeps its place though nothing of it is printed
+    typed_params again{{"device_weight", std::string("/dev/sda,7")}};
+    co_await c.async_set_blkio_parameters("test", again, 0);
+    params = co_await c.async_get_blkio_parameters("test", 0);
+    CHECK(param<std::string>(params, "device_weight") == "/dev/sda,7,/dev/sdb,300");
+    auto config = co_await c.async_get_blkio_parameters("test", m::config);
+    CHECK(param<unsigned>(config, "weight") == 0);
+
+    // libvirt's words; the weight given beside a bad list is still set
+    typed_params bad{{"device_weight", std::string("/dev/sda,5,/dev/sdb,x")}, {"weight", 7u}};
+    auto o = co_await catch_error(c.async_set_blkio_parameters("test", bad, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "invalid value 'x' for parameter 'device_weight' of device '/dev/sdb'");
+    params = co_await c.async_get_blkio_parameters("test", 0);
+    CHECK(param<unsigned>(params, "weight") == 7);
+    CHECK(param<std::string>(params, "device_weight") == "/dev/sda,7,/dev/sdb,300");
+    typed_params odd{{"device_write_bytes_sec", std::string("/dev/sda")}};
+    o = co_await catch_error(c.async_set_blkio_parameters("test", odd, 0));
+    CHECK(o.message == "unable to parse blkio device 'device_write_bytes_sec' '/dev/sda'");
+    typed_params negative{{"device_weight", std::string("/dev/sda,-1")}};
+    o = co_await catch_error(c.async_set_blkio_parameters("test", negative, 0));
+    CHECK(o.message == "invalid value '-1' for parameter 'device_weight' of device '/dev/sda'");
+    typed_params wide{{"device_read_bytes_sec", std::string("/dev/sda,99999999999999")}};
+    co_await c.async_set_blkio_parameters("test", wide, 0);
+    typed_params narrow{{"device_read_iops_sec", std::string("/dev/sda,4294967296")}};
+    o = co_await catch_error(c.async_set_blkio_parameters("test", narrow, 0));
+    CHECK(o.message == "invalid value '4294967296' for parameter 'device_read_iops_sec' of device '/dev/sda'");
+    typed_params unknown{{"device_total_iops_sec", std::string("")}};
+    o = co_await catch_error(c.async_set_blkio_parameters("test", unknown, 0));
+    CHECK(o.ec == errc::argument_unsupported);
+    o = co_await catch_error(c.async_get_blkio_parameters("test", m::live | m::config));
+    CHECK(o.message == both_flags);
+    o = co_await catch_error(c.async_set_blkio_parameters("test", set, 16));
+    CHECK(o.message == "unsupported flags (0x10) in function testDomainSetBlkioParameters");
+
+    // The next boot's definition, apart from the running one.
+    typed_params next{{"weight", 100u}};
+    co_await c.async_set_blkio_parameters("test", next, m::config);
+    auto inactive = co_await c.async_get_xml("test", covirt::xml_flags::inactive);
+    CHECK_THAT(inactive, Contains("  <blkiotune>\n    <weight>100</weight>\n  </blkiotune>\n"));
+    params = co_await c.async_get_blkio_parameters("test", 0);
+    CHECK(param<unsigned>(params, "weight") == 7);
+  });
+}
+
+// testDomainGet/SetNumaParameters and virDomainNumatuneSet: numa_mode (an int, strict unless set)
+// and numa_nodeset; a mode alone needs a nodeset while the vCPUs are placed statically; a running
+// domain keeps its mode once it has one.
+TEST_CASE("test driver: NUMA parameters follow virDomainNumatuneSet", "[test_driver][tuning]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    auto params = co_await c.async_get_numa_parameters("test", 0);
+    CHECK(params == typed_params{{"numa_mode", 0}, {"numa_nodeset", std::string()}});
+
+    typed_params mode_only{{"numa_mode", 2}};
+    auto o = co_await catch_error(c.async_set_numa_parameters("test", mode_only, 0));
+    CHECK(o.ec == errc::config_unsupported);
+    CHECK(o.message == "nodeset for NUMA memory tuning must be set if 'placement' is 'static'");
+    auto xml = co_await c.async_get_xml("test", 0);
+    CHECK_THAT(xml, !Contains("numatune"));
+
+    typed_params nodes{{"numa_nodeset", std::string("0,1,3-5,^4")}};
+    co_await c.async_set_numa_parameters("test", nodes, 0);
+    params = co_await c.async_get_numa_parameters("test", 0);
+    CHECK(params == typed_params{{"numa_mode", 0}, {"numa_nodeset", std::string("0-1,3,5")}});
+    xml = co_await c.async_get_xml("test", 0);
+    CHECK_THAT(xml, Contains("  <vcpu placement='static'>2</vcpu>\n"
+                             "  <numatune>\n    <memory mode='strict' nodeset='0-1,3,5'/>\n  </numatune>\n"));
+    o = co_await catch_error(c.async_set_numa_parameters("test", mode_only, 0));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "can't change numatune mode for running domain");
+    typed_params same{{"numa_mode", 0}, {"numa_nodeset", std::string("1")}};
+    co_await c.async_set_numa_parameters("test", same, m::live);
+
+    // The definition: any mode.
+    typed_params next{{"numa_nodeset", std::string("0")}, {"numa_mode", 3}};
+    co_await c.async_set_numa_parameters("test", next, m::config);
+    params = co_await c.async_get_numa_parameters("test", m::config);
+    CHECK(params == typed_params{{"numa_mode", 3}, {"numa_nodeset", std::string("0")}});
+    auto inactive = co_await c.async_get_xml("test", covirt::xml_flags::inactive);
+    CHECK_THAT(inactive, Contains("<memory mode='restrictive' nodeset='0'/>"));
+    params = co_await c.async_get_numa_parameters("test", m::live);
+    CHECK(param<std::string>(params, "numa_nodeset") == "1");
+
+    typed_params bad_mode{{"numa_mode", 7}};
+    o = co_await catch_error(c.async_set_numa_parameters("test", bad_mode, m::config));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "unsupported numatune mode: '7'");
+    typed_params bad_nodes{{"numa_nodeset", std::string("abc")}};
+    o = co_await catch_error(c.async_set_numa_parameters("test", bad_nodes, 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "Failed to parse bitmap 'abc'");
+    typed_params no_nodes{{"numa_nodeset", std::string("^0")}};
+    o = co_await catch_error(c.async_set_numa_parameters("test", no_nodes, 0));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "Invalid nodeset of 'numatune': ^0");
+    typed_params too_far{{"numa_nodeset", std::string("16384")}};
+    o = co_await catch_error(c.async_set_numa_parameters("test", too_far, 0));
+    CHECK(o.message == "Failed to parse bitmap '16384'");
+    typed_params mode_text{{"numa_mode", std::string("strict")}};
+    o = co_await catch_error(c.async_set_numa_parameters("test", mode_text, 0));
+    CHECK(o.message == "invalid type 'string' for parameter 'numa_mode', expected 'int'");
+    o = co_await catch_error(c.async_get_numa_parameters("test", m::live | m::config));
+    CHECK(o.message == both_flags);
+
+    // vCPUs placed 'auto': a mode alone places the memory automatically too.
+    co_await c.async_define_xml(tuned_xml("auto1", "<vcpu placement='auto'>2</vcpu>"));
+    typed_params interleave{{"numa_mode", 2}};
+    co_await c.async_set_numa_parameters("auto1", interleave, 0);
+    params = co_await c.async_get_numa_parameters("auto1", 0);
+    CHECK(params == typed_params{{"numa_mode", 2}, {"numa_nodeset", std::string()}});
+    auto auto_xml = co_await c.async_get_xml("auto1", 0);
+    CHECK_THAT(auto_xml, Contains("<memory mode='interleave' placement='auto'/>"));
+  });
+}
+
+// testDomainPinVcpuFlags (the running domain only, no flags) and testDomainGetVcpuPinInfo (any
+// definition; a pin, else <vcpu cpuset>, else every CPU): maps of the test node's 8 CPUs.
+// `vcpupin test 0 1` shows in dumpxml as <cputune><vcpupin vcpu='0' cpuset='1'/></cputune>.
+TEST_CASE("test driver: vCPU pins of the running domain", "[test_driver][affinity]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    auto maps = co_await c.async_get_vcpu_pin_info("test", 0);
+    CHECK(maps == strings{"yyyyyyyy", "yyyyyyyy"});
+
+    co_await c.async_pin_vcpu_flags("test", 0, "-y------", 0);
+    maps = co_await c.async_get_vcpu_pin_info("test", m::live);
+    CHECK(maps == strings{"-y------", "yyyyyyyy"});
+    auto xml = co_await c.async_get_xml("test", 0);
+    CHECK_THAT(xml, Contains("  <vcpu placement='static'>2</vcpu>\n"
+                             "  <cputune>\n    <vcpupin vcpu='0' cpuset='1'/>\n  </cputune>\n"));
+    maps = co_await c.async_get_vcpu_pin_info("test", m::config);
+    CHECK(maps == strings{"yyyyyyyy", "yyyyyyyy"});
+    co_await c.async_pin_vcpu_flags("test", 1, "0-3,^2", 0);  // a list does too
+    maps = co_await c.async_get_vcpu_pin_info("test", 0);
+    CHECK(maps == strings{"-y------", "yy-y----"});
+
+    auto o = co_await catch_error(c.async_pin_vcpu_flags("test", 0, "y", m::config));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "unsupported flags (0x2) in function testDomainPinVcpuFlags");
+    o = co_await catch_error(c.async_pin_vcpu_flags("test", 0, "y", m::live));
+    CHECK(o.message == "unsupported flags (0x1) in function testDomainPinVcpuFlags");
+    o = co_await catch_error(c.async_pin_vcpu_flags("test", 5, "y", 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "requested vcpu '5' is not present in the domain");
+    o = co_await catch_error(c.async_pin_vcpu_flags("test", 0, "", 0));
+    CHECK(o.ec == errc::invalid_arg);
+    o = co_await catch_error(c.async_pin_vcpu_flags("test", 0, "x", 0));
+    CHECK(o.message == "Failed to parse bitmap 'x'");
+    o = co_await catch_error(c.async_get_vcpu_pin_info("test", m::live | m::config));
+    CHECK(o.message == both_flags);
+    // An offline vCPU is not present either.
+    co_await c.async_set_vcpus("test", 1, m::live);
+    o = co_await catch_error(c.async_pin_vcpu_flags("test", 1, "y", 0));
+    CHECK(o.message == "requested vcpu '1' is not present in the domain");
+    maps = co_await c.async_get_vcpu_pin_info("test", 0);
+    CHECK(maps.size() == 2);  // up to the maximum
+
+    co_await c.async_destroy("test");
+    o = co_await catch_error(c.async_pin_vcpu_flags("test", 0, "y", 0));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "cannot pin vcpus on an inactive domain");
+    o = co_await catch_error(c.async_get_vcpu_pin_info("test", m::live));
+    CHECK(o.message == "domain is not running");
+
+    // <vcpu cpuset> answers for unpinned vCPUs; CPUs past the map's 8 are cut.
+    co_await c.async_define_xml(tuned_xml("pinned", "<vcpu cpuset='1-3,9'>3</vcpu>",
+                                          "<cputune><vcpupin vcpu='2' cpuset='0'/></cputune>"));
+    maps = co_await c.async_get_vcpu_pin_info("pinned", 0);
+    CHECK(maps == strings{"-yyy----", "-yyy----", "y-------"});
+  });
+}
+
+// testDomainPinEmulator / testDomainGetEmulatorPinInfo: live or in the definition.
+TEST_CASE("test driver: the emulator pin, live and in the definition", "[test_driver][affinity]") {
+  with_default([](covirt::connection& c) -> asio::awaitable<void> {
+    namespace m = covirt::modify;
+    auto map = co_await c.async_get_emulator_pin_info("test", 0);
+    CHECK(map == "yyyyyyyy");
+    co_await c.async_pin_emulator("test", "-yy", 0);
+    map = co_await c.async_get_emulator_pin_info("test", m::live);
+    CHECK(map == "-yy-----");
+    auto xml = co_await c.async_get_xml("test", 0);
+    CHECK_THAT(xml, Contains("  <cputune>\n    <emulatorpin cpuset='1-2'/>\n  </cputune>\n"));
+    co_await c.async_pin_emulator("test", "5", m::config);
+    map = co_await c.async_get_emulator_pin_info("test", m::config);
+    CHECK(map == "-----y--");
+    auto inactive = co_await c.async_get_xml("test", covirt::xml_flags::inactive);
+    CHECK_THAT(inactive, Contains("<emulatorpin cpuset='5'/>"));
+    map = co_await c.async_get_emulator_pin_info("test", 0);
+    CHECK(map == "-yy-----");
+
+    auto o = co_await catch_error(c.async_pin_emulator("test", "--", 0));
+    CHECK(o.ec == errc::invalid_arg);
+    CHECK(o.message == "Empty cpu list for pinning");
+    o = co_await catch_error(c.async_pin_emulator("test", "y", m::live | m::config));
+    CHECK(o.message == both_flags);
+    o = co_await catch_error(c.async_pin_emulator("test", "y", 4));
+    CHECK(o.message == "unsupported flags (0x4) in function testDomainPinEmulator");
+    o = co_await catch_error(c.async_get_emulator_pin_info("test", 4));
+    CHECK(o.message == "unsupported flags (0x4) in function testDomainGetEmulatorPinInfo");
+    co_await c.async_destroy("test");
+    o = co_await catch_error(c.async_pin_emulator("test", "y", m::live));
+    CHECK(o.ec == errc::operation_invalid);
+    CHECK(o.message == "domain is not running");
+    map = co_await c.async_get_emulator_pin_info("test", 0);
+    CHECK(map == "-----y--");
+  });
+}

@@ -34,6 +34,15 @@ public:
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(networks)
   /// libvirt's test driver's: model "testSecurity", DOI "", label "libvirt-test" (enforcing) while running.
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(security)
+  /// libvirt 9.0's test driver's (src/test/tuning.cpp): scheduler "fair" with a fixed "weight"
+  /// of 50 that no call changes, and no flags for it; memtune (hard_limit, soft_limit,
+  /// swap_hard_limit), blkiotune (weight and the per-device lists) and numatune (numa_mode,
+  /// numa_nodeset), read from and written to the live or the persistent definition.
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(tuning)
+  /// vCPU pins of the running domain only (pin_vcpu_flags takes no flags, as libvirt's), the
+  /// emulator pin live or in the definition. Maps have 8 places: the CPUs of the test node's
+  /// CPU map (virNodeGetCPUMap says 8, though node_get_info says 16).
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(affinity)
 
 private:
   friend listed_domains<driver>;
@@ -43,7 +52,7 @@ private:
 
 static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver> &&
-              can_security<driver>);
+              can_security<driver> && can_tuning<driver> && can_affinity<driver>);
 
 }  // namespace covirt::test
 
