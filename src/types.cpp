@@ -11,6 +11,14 @@ std::string_view word_of(E e, const std::string_view (&words)[N], std::string_vi
 }
 }  // namespace
 
+std::string_view memory_stat_name(int tag) noexcept {
+  // virsh's cmdDomMemStat words, by tag.
+  static constexpr std::string_view names[] = {"swap_in", "swap_out", "major_fault", "minor_fault", "unused",
+                                               "available", "actual", "rss", "usable", "last_update",
+                                               "disk_caches", "hugetlb_pgalloc", "hugetlb_pgfail"};
+  return tag >= 0 && static_cast<std::size_t>(tag) < std::size(names) ? names[tag] : std::string_view();
+}
+
 std::string_view to_string(domain_state s) noexcept {
   static constexpr std::string_view words[] = {"no state", "running", "idle", "paused",
                                                "in shutdown", "shut off", "crashed", "pmsuspended"};

@@ -279,15 +279,17 @@ awaitable<bool> cmd_vcpuinfo(shell& sh, const args& a) {
   auto vcpus = co_await sh.conn.async_get_vcpus(*d);
   static constexpr const char* states[] = {"offline", "running", "blocked"};
   std::string out;
+  // Blocks with a blank line between them, as virsh (the run loop ends the last).
   for (const auto& v : vcpus) {
+    if (!out.empty()) out += "\n";
     out += format("%-15s %u\n", "VCPU:", v.number);
     out += format("%-15s %d\n", "CPU:", v.cpu);
     out += format("%-15s %s\n", "State:", v.state >= 0 && v.state <= 2 ? states[v.state] : "no state");
     if (v.cpu_time_ns) out += format("%-15s %.1lfs\n", "CPU time:", static_cast<double>(v.cpu_time_ns) / 1e9);
     if (a.has("pretty"))
-      out += format("%-15s %s (out of %zu)\n\n", "CPU Affinity:", cpu_list(v.affinity).c_str(), v.affinity.size());
+      out += format("%-15s %s (out of %zu)\n", "CPU Affinity:", cpu_list(v.affinity).c_str(), v.affinity.size());
     else
-      out += format("%-15s %s\n\n", "CPU Affinity:", v.affinity.c_str());
+      out += format("%-15s %s\n", "CPU Affinity:", v.affinity.c_str());
   }
   sh.print(out);
   co_return true;

@@ -200,17 +200,6 @@ awaitable<bool> cmd_migrate(shell& sh, const args& a) {
   co_return ok;
 }
 
-/// vshPrettyCapacity: the value in the largest binary unit below 1024 of it.
-std::pair<double, const char*> pretty_capacity(std::uint64_t v) {
-  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  double x = static_cast<double>(v);
-  std::size_t u = 0;
-  while (u + 1 < std::size(units) && x >= 1024.0) {
-    x /= 1024.0;
-    ++u;
-  }
-  return {x, units[u]};
-}
 
 std::string_view job_type_word(covirt::job_type t) {
   switch (t) {

@@ -136,7 +136,7 @@ awaitable<bool> cmd_domblkstat(shell& sh, const args& a) {
   if (human) sh.print(format("Device: %s\n", dev.c_str()));
   for (const auto& f : fields) {
     if (f.v < 0) continue;
-    if (human) sh.print(format("%-27s %lld\n", f.human, f.v));
+    if (human) sh.print(format(" %-31s %lld\n", f.human, f.v));
     else sh.print(format("%s %s %lld\n", dev.c_str(), f.name, f.v));
   }
   co_return true;

@@ -23,7 +23,7 @@ const std::vector<command_group>& command_groups() {
     };
     std::vector<command_group> g = {
         {"Domain Management", "domain", join(join(domain_commands, jobs_commands), tuning_commands)},
-        {"Domain Monitoring", "monitor", monitor_commands},
+        {"Domain Monitoring", "monitor", join(monitor_commands, stats_commands)},
         {"Domain Events", "events", events_commands},
         {"Host and Hypervisor", "host", host_commands},
         {"Networking", "network", network_commands},
@@ -81,7 +81,7 @@ std::optional<parsed_command> parse_command(const std::vector<std::string>& toke
                                 name.c_str()));
         return std::nullopt;
       }
-      if (pc.a.has(o->name)) {
+      if (pc.a.has(o->name) && o->type != opt_type::argv) {
         errors.push_back(format("option --%s already seen", name.c_str()));
         return std::nullopt;
       }
@@ -91,6 +91,13 @@ std::optional<parsed_command> parse_command(const std::vector<std::string>& toke
           return std::nullopt;
         }
         pc.a.set(o->name, "");
+      } else if (o->type == opt_type::argv) {
+        if (inline_value) pc.a.append(o->name, *inline_value);
+        else if (i + 1 < tokens.size()) pc.a.append(o->name, tokens[++i]);
+        else {
+          errors.push_back(format("expected syntax: --%s <string>", name.c_str()));
+          return std::nullopt;
+        }
       } else if (inline_value) {
         pc.a.set(o->name, *inline_value);
       } else if (i + 1 < tokens.size()) {
@@ -103,7 +110,7 @@ std::optional<parsed_command> parse_command(const std::vector<std::string>& toke
     }
     const opt_spec* target = nullptr;
     for (const auto& o : cmd->opts)
-      if (o.type != opt_type::boolean && !o.named_only && !pc.a.has(o.name)) {
+      if (o.type != opt_type::boolean && !o.named_only && (!pc.a.has(o.name) || o.type == opt_type::argv)) {
         target = &o;
         break;
       }
@@ -111,7 +118,8 @@ std::optional<parsed_command> parse_command(const std::vector<std::string>& toke
       errors.push_back(format("unexpected data '%s'", tok.c_str()));
       return std::nullopt;
     }
-    pc.a.set(target->name, tok);
+    if (target->type == opt_type::argv) pc.a.append(target->name, tok);
+    else pc.a.set(target->name, tok);
   }
   bool missing = false;
   for (const auto& o : cmd->opts)
@@ -387,8 +395,11 @@ std::string synopsis(const command& c) {
     switch (o.type) {
       case opt_type::boolean: t = "--" + n; break;
       case opt_type::data: t = "<" + n + ">"; break;
+      case opt_type::argv:
+        s += o.required ? " <" + n + ">..." : " [<" + n + ">]...";
+        continue;
       case opt_type::string:
-      case opt_type::number: t = o.named_only ? "--" + n + " <" + std::string(type_word(o.type)) + ">"
+      case opt_type::number: t = o.named_only || o.help_as_named ? "--" + n + " <" + std::string(type_word(o.type)) + ">"
                                               : "[--" + n + "] <" + std::string(type_word(o.type)) + ">";
     }
     s += " ";
@@ -417,8 +428,10 @@ awaitable<bool> cmd_help(shell& sh, const args& a) {
       for (const auto& o : c->opts) {
         std::string n(o.name);
         std::string left = o.type == opt_type::boolean ? "--" + n
+                           : o.type == opt_type::argv  ? "<" + n + ">"
                            : o.type == opt_type::data  ? "[--" + n + "] <string>"
-                                                       : (o.named_only ? "--" : "[--") + n + (o.named_only ? "" : "]") +
+                                                       : (o.named_only || o.help_as_named ? "--" : "[--") + n +
+                                                             (o.named_only || o.help_as_named ? "" : "]") +
                                                              " <" + std::string(type_word(o.type)) + ">";
         out += format("    %-15s  %s\n", left.c_str(), std::string(o.help).c_str());
       }
@@ -434,6 +447,32 @@ awaitable<bool> cmd_help(shell& sh, const args& a) {
 }
 
 }  // namespace
+
+std::string typed_value_text(const covirt::typed_param& p) {
+  return std::visit(
+      [](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, int>) return format("%d", v);
+        else if constexpr (std::is_same_v<T, unsigned>) return format("%u", v);
+        else if constexpr (std::is_same_v<T, long long>) return format("%lld", v);
+        else if constexpr (std::is_same_v<T, unsigned long long>) return format("%llu", v);
+        else if constexpr (std::is_same_v<T, double>) return format("%f", v);
+        else if constexpr (std::is_same_v<T, bool>) return v ? "yes" : "no";
+        else return v;
+      },
+      p.value);
+}
+
+std::pair<double, const char*> pretty_capacity(std::uint64_t v) {
+  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double x = static_cast<double>(v);
+  std::size_t u = 0;
+  while (u + 1 < std::size(units) && x >= 1024.0) {
+    x /= 1024.0;
+    ++u;
+  }
+  return {x, units[u]};
+}
 
 std::string group_text(const command_group& g, std::string_view colon) {
   std::string out = format(" %s (help keyword '%s')%s\n", std::string(g.title).c_str(), std::string(g.keyword).c_str(),

@@ -67,7 +67,8 @@ std::string format(const char* fmt, auto... args) {
 // ---------------------------------------------------------------------------------------------
 // Command options and the parser shared by every command (virsh's vshCommandParse rules).
 
-enum class opt_type { boolean, data, string, number };
+/// argv: every positional word left (virsh's VSH_OT_ARGV, "[<domain>]..."), read with args::all.
+enum class opt_type { boolean, data, string, number, argv };
 
 struct opt_spec {
   std::string_view name;
@@ -75,6 +76,7 @@ struct opt_spec {
   bool required = false;
   std::string_view help;
   bool named_only = false;  // non-boolean options are positional too, in order, unless this is set
+  bool help_as_named = false;  // positional too, but help shows it as "--name <type>", as virsh does
 };
 
 /// The options one command was given.
@@ -88,9 +90,19 @@ public:
   }
   const std::string& at(std::string_view n) const { return values_.at(std::string(n)); }
   void set(std::string_view n, std::string v) { values_[std::string(n)] = std::move(v); }
+  /// An argv option's words, in order (empty when it was not given).
+  std::vector<std::string> all(std::string_view n) const {
+    auto it = lists_.find(n);
+    return it == lists_.end() ? std::vector<std::string>{} : it->second;
+  }
+  void append(std::string_view n, std::string v) {
+    values_.try_emplace(std::string(n), v);
+    lists_[std::string(n)].push_back(std::move(v));
+  }
 
 private:
   std::map<std::string, std::string, std::less<>> values_;
+  std::map<std::string, std::vector<std::string>, std::less<>> lists_;
 };
 
 class shell;
@@ -127,6 +139,7 @@ extern const std::vector<command> domain_commands;   // domain.cpp
 extern const std::vector<command> jobs_commands;     // jobs.cpp (also "Domain Management")
 extern const std::vector<command> tuning_commands;   // tuning.cpp (also "Domain Management")
 extern const std::vector<command> monitor_commands;  // monitor.cpp
+extern const std::vector<command> stats_commands;    // stats.cpp (also "Domain Monitoring")
 extern const std::vector<command> events_commands;   // monitor.cpp
 extern const std::vector<command> host_commands;     // host.cpp
 extern const std::vector<command> network_commands;  // network.cpp
@@ -159,6 +172,10 @@ std::optional<std::string> parse_uuid(std::string_view s);
 /// virsh's scaled integers for a size in KiB: the KiB value, or the error lines.
 std::variant<std::uint64_t, std::vector<std::string>> parse_size_kib(std::string_view text, std::string_view opt);
 inline std::string_view yes_no(bool b) { return b ? "yes" : "no"; }
+/// vshGetTypedParamValue: a typed parameter's value as virsh prints it.
+std::string typed_value_text(const covirt::typed_param& p);
+/// vshPrettyCapacity: the value in the largest binary unit below 1024 of it.
+std::pair<double, const char*> pretty_capacity(std::uint64_t v);
 /// A FILE argument's contents; throws std::runtime_error naming the file.
 std::string read_file(const std::string& path);
 

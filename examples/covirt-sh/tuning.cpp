@@ -19,21 +19,6 @@ constexpr unsigned typed_string_okay = 1u << 2;
 
 bool is_no_support(const covirt::error& e) { return e.code() == covirt::errc::no_support; }
 
-/// vshGetTypedParamValue.
-std::string value_text(const covirt::typed_param& p) {
-  return std::visit(
-      [](const auto& v) -> std::string {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, int>) return format("%d", v);
-        else if constexpr (std::is_same_v<T, unsigned>) return format("%u", v);
-        else if constexpr (std::is_same_v<T, long long>) return format("%lld", v);
-        else if constexpr (std::is_same_v<T, unsigned long long>) return format("%llu", v);
-        else if constexpr (std::is_same_v<T, double>) return format("%f", v);
-        else if constexpr (std::is_same_v<T, bool>) return v ? "yes" : "no";
-        else return v;
-      },
-      p.value);
-}
 
 /// "field          : value" lines, virsh's "%-15s: %s\n".
 std::string param_line(const std::string& field, const std::string& value) {
@@ -255,7 +240,7 @@ awaitable<bool> cmd_schedinfo(shell& sh, const args& a) {
     co_return false;
   }
   std::string out;
-  for (const auto& p : params) out += param_line(p.field, value_text(p));
+  for (const auto& p : params) out += param_line(p.field, typed_value_text(p));
   sh.print(out);
   co_return true;
 }
@@ -329,7 +314,7 @@ awaitable<bool> cmd_memtune(shell& sh, const args& a) {
   std::string out;
   for (const auto& p : got) {
     auto* v = std::get_if<unsigned long long>(&p.value);
-    out += param_line(p.field, v && *v == covirt::memory_unlimited_kib ? "unlimited" : value_text(p));
+    out += param_line(p.field, v && *v == covirt::memory_unlimited_kib ? "unlimited" : typed_value_text(p));
   }
   sh.print(out);
   co_return true;
@@ -374,7 +359,7 @@ awaitable<bool> cmd_blkiotune(shell& sh, const args& a) {
                                             : "Unable to get blkio parameters");
   auto got = co_await sh.conn.async_get_blkio_parameters(*d, *flags);
   std::string out;
-  for (const auto& p : got) out += param_line(p.field, value_text(p));
+  for (const auto& p : got) out += param_line(p.field, typed_value_text(p));
   sh.print(out);
   co_return true;
 }
@@ -415,7 +400,7 @@ awaitable<bool> cmd_numatune(shell& sh, const args& a) {
   for (const auto& p : got) {
     const int* mode = p.field == "numa_mode" ? std::get_if<int>(&p.value) : nullptr;
     if (mode) out += param_line(p.field, *mode >= 0 && *mode < 4 ? numa_modes[*mode] : "(null)");
-    else out += param_line(p.field, value_text(p));
+    else out += param_line(p.field, typed_value_text(p));
   }
   sh.print(out);
   co_return true;

@@ -131,5 +131,7 @@ template <class D> concept can_security = driver<D> && detail::provides<D>(capab
 template <class D> concept can_tuning = driver<D> && detail::provides<D>(capability::tuning);
 /// vcpupin and emulatorpin with flags: affinity live and in the definition.
 template <class D> concept can_affinity = driver<D> && detail::provides<D>(capability::affinity);
+/// domstats, dommemstat, domifstat, domblkinfo: statistics for monitoring agents.
+template <class D> concept can_stats = driver<D> && detail::provides<D>(capability::stats);
 
 }  // namespace covirt

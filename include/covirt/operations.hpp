@@ -167,7 +167,19 @@
   X(affinity, pin_emulator, "virDomainPinEmulator", true, void, (domain_key dom, std::string cpumap, unsigned flags), (dom, cpumap, flags)) \
   X(affinity, get_emulator_pin_info, "virDomainGetEmulatorPinInfo", false, std::string, (domain_key dom, unsigned flags), (dom, flags))
 
-#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X) COVIRT_OPS_vcpu_pinning(X) COVIRT_OPS_native_config(X) COVIRT_OPS_security(X) COVIRT_OPS_tuning(X) COVIRT_OPS_affinity(X)
+// Statistics for monitoring agents (virsh domstats, dommemstat, domifstat, domblkinfo).
+#define COVIRT_OPS_stats(X)                                                                                            \
+  /* doms: the domains (empty: every domain the list filters of `flags` let through); stats:    */                     \
+  /* stats_types (0: every group the driver has); flags: list_flags' first eight filters and   */                     \
+  /* stats_flags (enforce: a group the driver lacks is an error instead of left out).          */                     \
+  X(stats, get_all_domain_stats, "virConnectGetAllDomainStats", false, std::vector<domain_stats>, (std::vector<domain_key> doms, unsigned stats, unsigned flags), (doms, stats, flags)) \
+  X(stats, memory_stats, "virDomainMemoryStats", false, std::vector<memory_stat>, (domain_key dom, unsigned flags), (dom, flags)) \
+  /* device: the interface's target dev ("vnet0") or its MAC address. */                                               \
+  X(stats, interface_stats, "virDomainInterfaceStats", false, covirt::interface_stats, (domain_key dom, std::string device), (dom, device)) \
+  /* disk: the target dev ("vda") or the source's path. */                                                             \
+  X(stats, get_block_info, "virDomainGetBlockInfo", false, block_info, (domain_key dom, std::string disk, unsigned flags), (dom, disk, flags))
+
+#define COVIRT_OPERATIONS(X) COVIRT_OPS_core(X) COVIRT_OPS_set_memory(X) COVIRT_OPS_set_vcpus(X) COVIRT_OPS_autostart(X) COVIRT_OPS_save_restore(X) COVIRT_OPS_core_dump(X) COVIRT_OPS_block_stats(X) COVIRT_OPS_monitor_command(X) COVIRT_OPS_hotplug(X) COVIRT_OPS_jobs(X) COVIRT_OPS_networks(X) COVIRT_OPS_vcpu_pinning(X) COVIRT_OPS_native_config(X) COVIRT_OPS_security(X) COVIRT_OPS_tuning(X) COVIRT_OPS_affinity(X) COVIRT_OPS_stats(X)
 
 // Live migration, libvirt's five phases (virDomainMigrate3, protocol v3). Drivers have them and
 // the erased interface carries them; the connection offers one call, async_migrate, that runs
@@ -194,7 +206,7 @@ namespace asio = boost::asio;
 /// The groups a driver offers whole or not at all: `core` every driver has; the others are optional.
 enum class capability { core, set_memory, set_vcpus, autostart, networks, save_restore, core_dump, block_stats,
                         monitor_command, hotplug, jobs, migrate, vcpu_pinning, native_config, security,
-                        tuning, affinity };
+                        tuning, affinity, stats };
 
 namespace detail {
 template <class Signature>

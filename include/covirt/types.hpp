@@ -140,6 +140,53 @@ struct block_stats {
   std::int64_t errs = -1;
 };
 
+/// virDomainInterfaceStatsStruct: -1 where the hypervisor does not say.
+struct interface_stats {
+  std::int64_t rx_bytes = -1, rx_packets = -1, rx_errs = -1, rx_drop = -1;
+  std::int64_t tx_bytes = -1, tx_packets = -1, tx_errs = -1, tx_drop = -1;
+};
+
+/// virDomainBlockInfo (virsh domblkinfo), in bytes: what the guest sees, what the image takes on
+/// the host, and how long its file or device is.
+struct block_info {
+  std::uint64_t capacity = 0, allocation = 0, physical = 0;
+  bool operator==(const block_info&) const = default;
+};
+
+/// virDomainMemoryStatTags.
+namespace memory_stat_tag {
+inline constexpr int swap_in = 0, swap_out = 1, major_fault = 2, minor_fault = 3, unused = 4, available = 5,
+                     actual_balloon = 6, rss = 7, usable = 8, last_update = 9, disk_caches = 10,
+                     hugetlb_pgalloc = 11, hugetlb_pgfail = 12;
+}
+/// One virDomainMemoryStatStruct: a tag (memory_stat_tag) and its value (KiB; counts for the
+/// faults and hugetlb figures; seconds since the epoch for last_update).
+struct memory_stat {
+  int tag = 0;
+  std::uint64_t value = 0;
+  bool operator==(const memory_stat&) const = default;
+};
+/// virsh dommemstat's word for a tag ("actual", "swap_in", "rss", ...); empty for an unknown one.
+std::string_view memory_stat_name(int tag) noexcept;
+
+/// virDomainStatsTypes: the groups of get_all_domain_stats.
+namespace stats_types {
+inline constexpr unsigned state = 1u << 0, cpu_total = 1u << 1, balloon = 1u << 2, vcpu = 1u << 3,
+                          interface = 1u << 4, block = 1u << 5, perf = 1u << 6, iothread = 1u << 7,
+                          memory = 1u << 8, dirtyrate = 1u << 9, vm = 1u << 10;
+}
+/// virConnectGetAllDomainStatsFlags: list_flags' first eight filters (active ... other), and these.
+namespace stats_flags {
+inline constexpr unsigned nowait = 1u << 29, backing = 1u << 30, enforce = 1u << 31;
+}
+/// One virDomainStatsRecord: the domain and its fields, libvirt's names and types
+/// ("state.state" int, "cpu.time" ullong, "block.0.name" string, ...).
+struct domain_stats {
+  domain_ref dom;
+  typed_params params;
+  bool operator==(const domain_stats&) const = default;
+};
+
 /// virDomainCoreDumpFlags (core_dump).
 namespace dump_flags {
 inline constexpr unsigned crash = 1u << 0, live = 1u << 1, bypass_cache = 1u << 2, reset = 1u << 3,

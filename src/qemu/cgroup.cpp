@@ -410,9 +410,7 @@ result<void> guest_cgroup::set_io_weight(unsigned w, diagnostics& diag) const {
   if (!has("blkio")) return write("blkio", "", "", "", diag);  // the "no cgroup" error
   std::string f = weight_file(*this, v2_, false);
   if (f.empty())
-    return fail(diag, errc::config_unsupported,
-                "this host's block I/O scheduler has no weights (no blkio.weight nor blkio.bfq.weight in '" +
-                    dir("blkio").string() + "'): blkio weight is not supported here");
+    return fail(diag, errc::operation_invalid, "blkio device weight is valid only for bfq or cfq scheduler");
   std::string v = v2_ && f == "io.weight" ? "default " + std::to_string(w) : std::to_string(w);
   return write("blkio", "", f, v, diag);
 }
@@ -420,7 +418,8 @@ result<void> guest_cgroup::set_io_weight(unsigned w, diagnostics& diag) const {
 result<unsigned> guest_cgroup::io_weight(diagnostics& diag) const {
   if (!has("blkio")) return fail(diag, errc::config_unsupported, "the domain has no cgroup for controller 'blkio'");
   std::string f = weight_file(*this, v2_, false);
-  if (f.empty()) return 0u;  // what libvirt reports where the scheduler has none
+  // libvirt 9.0's QEMU driver's refusal where the I/O scheduler has no weights.
+  if (f.empty()) return fail(diag, errc::operation_invalid, "blkio device weight is valid only for bfq or cfq scheduler");
   auto s = read("blkio", "", f, diag);
   if (!s) return s.error();
   for (auto& line : words(*s, '\n')) {

@@ -121,6 +121,14 @@ struct job_scope {
   ~job_scope() { d->job_now.reset(); }
 };
 
+// /proc/PID/stat (or /proc/PID/task/TID/stat): CPU ticks in user and kernel mode, resident
+// pages, the CPU it last ran on (stats.cpp).
+struct proc_stat {
+  unsigned long long utime = 0, stime = 0, rss_pages = 0;
+  int cpu = -1;
+};
+std::optional<proc_stat> read_proc_stat(pid_t pid, pid_t tid = 0);
+unsigned long long ticks_to_ns(unsigned long long ticks);
 // The state name libvirt's qemuMonitorJSONGetStatus gives each QEMU run state.
 domain_state_info map_status(std::string_view st);
 
@@ -155,6 +163,15 @@ std::vector<unsigned> vcpu_cpus(const domain_config& d, unsigned i);
 std::vector<unsigned> emulator_cpus(const domain_config& d);
 // Sets a thread's CPU affinity. Errors name the thread.
 result<void> set_affinity(pid_t tid, const std::vector<unsigned>& cpus, diagnostics& diag);
+// Every thread of QEMU `pid` but its vCPU threads (`vcpus`) to `cpus`: the emulator's pin.
+result<void> pin_emulator_threads(pid_t pid, const std::vector<pid_t>& vcpus, const std::vector<unsigned>& cpus,
+                                  diagnostics& diag);
+// Where a change with modify::live / config / current goes for a domain, as libvirt's
+// virDomainObjGetDefs: `query` (a Get) refuses live and config together. Errors in libvirt's words.
+struct impact {
+  bool live = false, config = false;
+};
+result<impact> impact_of(const covirt::detail::domain_obj& d, unsigned flags, bool query, diagnostics& diag);
 
 // libvirt's defaults at define time that the QEMU driver needs to be explicit about.
 void apply_defaults(domain_config& d);
@@ -289,6 +306,9 @@ struct driver::state : std::enable_shared_from_this<driver::state> {
   };
   static asio::awaitable<file_outcome> definition_io(paths p, std::string name, std::optional<std::string> xml);
   asio::awaitable<result<void>> store_definition(std::string name, std::optional<std::string> xml, diagnostics& diag);
+  // A --config change: `def`, a changed copy of d's persistent definition, written durably and
+  // then put in place; on error the domain keeps the definition it had.
+  asio::awaitable<result<void>> commit_definition(dom_ptr d, domain_config def, diagnostics& diag);
 
   // The migration stream's cap in MiB/s (QEMU's own default is 128); 0: none to speak of.
   asio::awaitable<void> set_max_bandwidth(std::shared_ptr<runtime> rt, std::uint64_t mib);

@@ -57,15 +57,6 @@ void add_device(domain_config& def, device_variant dev) {
   def.has_devices = true;
 }
 
-// virDomainModificationImpact: current means live when running, the definition otherwise.
-result<std::pair<bool, bool>> impact(unsigned flags, bool active, bool persistent, diagnostics& diag) {
-  bool live = flags & device_modify::live, config = flags & device_modify::config;
-  if (!live && !config) (active ? live : config) = true;
-  if (live && !active) return fail(diag, errc::operation_invalid, "domain is not running");
-  if (config && !persistent) return fail(diag, errc::operation_invalid, "transient domains do not have any persistent config");
-  return std::pair{live, config};
-}
-
 // The block node layer names of a disk: its format node "...-format" sits on "...-storage".
 std::string storage_node(const std::string& format_node) {
   auto at = format_node.rfind("-format");
@@ -306,9 +297,10 @@ asio::awaitable<result<driver::state::device_change>> driver::state::begin_devic
   auto j = co_await begin_job(shared_from_this(), key, diag);
   if (!j) co_return j.error();
   const dom_ptr& d = j->guard.d;
-  auto how = impact(flags, d->active() && d->rt, d->persistent, diag);
+  // virDomainModificationImpact, as every --live/--config call of this driver (force is a CD-ROM's).
+  auto how = impact_of(*d, flags & ~device_modify::force, false, diag);
   if (!how) co_return how.error();
-  co_return device_change{std::move(*j), std::move(*dev), how->first, how->second};
+  co_return device_change{std::move(*j), std::move(*dev), how->live, how->config};
 }
 
 op<void> driver::state::attach_job(const domain_key& key, std::string_view xml, unsigned flags, diagnostics& diag) {

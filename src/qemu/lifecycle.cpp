@@ -142,6 +142,14 @@ asio::awaitable<result<void>> driver::state::store_definition(std::string name, 
   co_return failure(out.ec);
 }
 
+asio::awaitable<result<void>> driver::state::commit_definition(dom_ptr d, domain_config def, diagnostics& diag) {
+  std::string name = def.name;
+  std::optional<std::string> xml = format_domain_xml(def);
+  if (auto w = co_await store_definition(name, xml, diag); !w) co_return w;
+  d->persistent_def_mut() = std::move(def);
+  co_return result<void>{};
+}
+
 asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagnostics& diag, std::optional<incoming_plan> incoming) {
   const domain_config& def = d->def;
   auto files = files_for(dirs, def.name, diag);
@@ -162,6 +170,14 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
   spawn_options so;
   so.argv = *argv;
   so.log_path = files->log.string();
+  // SDL draws on the X display its <graphics> names (else the $DISPLAY prepare_host_devices
+  // read), with its Xauthority file: QEMU finds both in its environment.
+  for (const auto& g : def.devices.graphics)
+    if (g.type == "sdl") {
+      const std::string& shown = g.display.empty() ? opt.display : g.display;
+      if (!shown.empty()) so.env.push_back("DISPLAY=" + shown);
+      if (!g.xauth.empty()) so.env.push_back("XAUTHORITY=" + g.xauth);
+    }
   auto proc = process::spawn(ex, so, diag);
   if (!proc) co_return proc.error();
 

@@ -12,19 +12,16 @@ op<void> driver::set_memory(const domain_key& key, std::uint64_t kib, unsigned f
   auto j = co_await state::begin_job(s_, key, diag);
   if (!j) co_return j.error();
   auto [s, d, rt] = j->parts();
-  bool live = flags & modify::live, config = flags & modify::config;
-  if (!live && !config) (d->active() ? live : config) = true;
-  if (live && !d->active()) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  if (config && !d->persistent)
-    co_return fail(diag, errc::operation_invalid, "transient domains do not have any persistent config");
+  auto how = impact_of(*d, flags & ~modify::mem_maximum, false, diag);
+  if (!how) co_return how.error();
+  const bool live = how->live, config = how->config;
   if (kib == 0) co_return fail(diag, errc::invalid_arg, "memory size must be greater than zero");
   if (flags & modify::mem_maximum) {
     if (live) co_return fail(diag, errc::operation_invalid, "cannot resize the maximum memory on an active domain");
     domain_config def = d->persistent_def();
     def.memory_kib = kib;
     if (def.current_memory_kib > kib) def.current_memory_kib = kib;
-    if (auto w = co_await s->store_definition(def.name, format_domain_xml(def), diag); !w) co_return w.error();
-    d->persistent_def_mut() = std::move(def);
+    if (auto w = co_await s->commit_definition(d, std::move(def), diag); !w) co_return w.error();
     co_return result<void>{};
   }
   if (live && kib > d->def.memory_kib) co_return fail(diag, errc::invalid_arg, "cannot set memory higher than max memory");
@@ -45,8 +42,7 @@ op<void> driver::set_memory(const domain_key& key, std::uint64_t kib, unsigned f
   if (config) {
     domain_config def = d->persistent_def();
     def.current_memory_kib = kib;
-    if (auto w = co_await s->store_definition(def.name, format_domain_xml(def), diag); !w) co_return w.error();
-    d->persistent_def_mut() = std::move(def);
+    if (auto w = co_await s->commit_definition(d, std::move(def), diag); !w) co_return w.error();
   }
   co_return result<void>{};
 }

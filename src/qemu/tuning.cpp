@@ -224,6 +224,17 @@ result<void> check_tuning(const domain_config& d, std::string* hugepage_dir, dia
 
 }  // namespace impl
 
+result<void> impl::pin_emulator_threads(pid_t pid, const std::vector<pid_t>& vcpus, const std::vector<unsigned>& cpus,
+                                        diagnostics& diag) {
+  std::error_code ec;
+  for (auto& ent : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    pid_t tid = static_cast<pid_t>(std::atoi(ent.path().filename().c_str()));
+    if (std::find(vcpus.begin(), vcpus.end(), tid) != vcpus.end()) continue;
+    if (auto r = set_affinity(tid, cpus, diag); !r) return r;
+  }
+  return {};
+}
+
 asio::awaitable<result<std::vector<pid_t>>> driver::state::vcpu_threads(std::shared_ptr<runtime> rt,
                                                                         diagnostics& diag) {
   if (!rt->vcpu_tids.empty()) co_return rt->vcpu_tids;
@@ -323,12 +334,7 @@ asio::awaitable<result<void>> driver::state::apply_tuning(dom_ptr d, std::shared
   auto emu = emulator_cpus(def);
   if (g.has("cpuset") && (!def.vcpu_cpuset.empty() || (def.cputune && def.cputune->emulatorpin)))
     if (auto r = g.set_cpus("emulator", format_bitmap(emu), diag); !r) co_return r.error();
-  std::error_code ec;
-  for (auto& ent : fs::directory_iterator("/proc/" + std::to_string(rt->proc.pid()) + "/task", ec)) {
-    pid_t tid = static_cast<pid_t>(std::atoi(ent.path().filename().c_str()));
-    if (std::find(tids->begin(), tids->end(), tid) != tids->end()) continue;
-    if (auto r = set_affinity(tid, emu, diag); !r) co_return r.error();
-  }
+  if (auto r = pin_emulator_threads(rt->proc.pid(), *tids, emu, diag); !r) co_return r.error();
   for (unsigned i = 0; i < tids->size(); ++i) {
     if (!(*tids)[i]) continue;
     auto cpus = vcpu_cpus(def, i);

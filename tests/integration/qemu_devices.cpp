@@ -1,7 +1,8 @@
 // Integration tests: the device families beyond the basic ones, with real QEMU 7.2 (TCG):
 // floppies on the fdc, an NBD disk served by Debian's qemu-nbd, sound models, an ethernet
 // interface whose <script> runs on a real tap, SPICE answering on its port, and the refusals
-// (a <hostdev> this host lacks, SDL without a display, SPICE TLS without certificates).
+// (a <hostdev> this host lacks, SDL without a display, SPICE TLS without certificates), and SDL
+// on a real X server (Debian's Xvfb).
 #include <covirt/connection.hpp>
 
 #include "common/qemu_guests.hpp"
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <string>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -55,7 +57,70 @@ struct nbd_server {
   }
 };
 
+// Debian's Xvfb on a display number of its own (the first free one from :90); killed at the end.
+struct xvfb_server {
+  pid_t pid = -1;
+  int number = -1;
+  xvfb_server() {
+    for (int n = 90; n < 140; ++n) {
+      std::string sock = "/tmp/.X11-unix/X" + std::to_string(n), lock = "/tmp/.X" + std::to_string(n) + "-lock";
+      if (fs::exists(sock) || fs::exists(lock)) continue;
+      number = n;
+      break;
+    }
+    if (number < 0) return;
+    pid = ::fork();
+    if (pid == 0) {
+      int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+      std::string d = ":" + std::to_string(number);
+      ::execlp("Xvfb", "Xvfb", d.c_str(), "-nolisten", "tcp", "-screen", "0", "800x600x24", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  std::string display() const { return ":" + std::to_string(number); }
+  fs::path socket() const { return "/tmp/.X11-unix/X" + std::to_string(number); }
+  ~xvfb_server() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      int st;
+      ::waitpid(pid, &st, 0);
+    }
+  }
+};
+
 }  // namespace
+
+TEST_CASE("qemu devices: SDL graphics draw on a real X server (Xvfb)", "[qemu_devices]") {
+  // Xvfb (xvfb) and QEMU's SDL module (qemu-system-gui) come from scripts/setup's list.
+  xvfb_server x;
+  REQUIRE(x.number >= 0);
+  REQUIRE(x.pid > 0);
+  guest_dir dir;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    bool up = co_await eventually([&] { return fs::exists(x.socket()); }, 20s);  // Xvfb's start on a loaded host
+    REQUIRE(up);
+    auto conn = co_await open_connection(ex, dir.uri());
+    std::string xml = dom_xml("sdl", "q35", "<graphics type='sdl' display='" + x.display() + "'/><video><model type='vga'/></video>");
+    co_await conn.async_create_xml(xml, 0);
+    auto pids = qemu_pids_with(dir.path.string());
+    REQUIRE(pids.size() == 1);
+    // QEMU loaded its SDL UI module and holds a connection to the X server's socket.
+    bool sdl_loaded = co_await eventually([&] { return slurp("/proc/" + std::to_string(pids[0]) + "/maps").find("ui-sdl") != std::string::npos; }, 10s);
+    CHECK(sdl_loaded);
+    auto st = co_await conn.async_get_state("sdl");
+    CHECK(st.state == domain_state::running);
+    co_await conn.async_destroy("sdl");
+
+    // A display nobody serves: QEMU's own complaint, and nothing left running.
+    std::string none = dom_xml("sdl2", "q35", "<graphics type='sdl' display=':" + std::to_string(x.number + 50) + "'/>");
+    auto t = co_await catch_error(conn.async_create_xml(none, 0));
+    CHECK(t.threw);
+    CHECK(t.message.find("SDL") != std::string::npos);
+    CHECK(qemu_pids_with(dir.path.string()).empty());
+  }, 60s);
+}
 
 TEST_CASE("qemu devices: floppies on pc and q35, an nbd disk that reads what qemu-nbd serves", "[qemu_devices]") {
   guest_dir dir;

@@ -123,13 +123,13 @@ TEST_CASE("qemu core dump, block stats, monitor command", "[qemu_save]") {
   });
 }
 
-TEST_CASE("test driver: no save/restore support", "[qemu_save]") {
+TEST_CASE("test driver: no save/restore or core dump support", "[qemu_save]") {
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     auto conn = co_await open_connection(ex, "test:///default");
     diagnostics diag;
     auto [e1] = co_await conn.async_save("test", "/tmp/never", diag, tuple);
     CHECK(e1 == errc::no_support);
-    auto [e2, r2] = co_await conn.async_block_stats("test", "vda", diag, tuple);
+    auto [e2] = co_await conn.async_core_dump("test", "/tmp/never", 0u, diag, tuple);
     CHECK(e2 == errc::no_support);
   });
 }

@@ -185,8 +185,17 @@ TEST_CASE("qemu tuning: the cgroup files hold the limits, the threads run where 
     auto ming = co_await catch_error(conn.async_set_memory_parameters("tuned", ming_p, 0));
     CHECK(ming.message == "Parameter 'min_guarantee' not supported by QEMU.");
 
-    auto bk = co_await conn.async_get_blkio_parameters("tuned", 0);
-    CHECK(param<std::string>(bk, "device_read_bytes_sec") == loop.dev + ",1048576");
+    if (fs::exists(blk / "blkio.weight") || fs::exists(blk / "blkio.bfq.weight")) {
+      auto bk = co_await conn.async_get_blkio_parameters("tuned", 0);
+      CHECK(param<std::string>(bk, "device_read_bytes_sec") == loop.dev + ",1048576");
+    } else {
+      // An I/O scheduler without weights (this CI's): libvirt 9.0's QEMU driver refuses the live
+      // read, and so does covirt; the definition still says what was asked.
+      auto nw = co_await catch_error(conn.async_get_blkio_parameters("tuned", 0));
+      CHECK(nw.message == "blkio device weight is valid only for bfq or cfq scheduler");
+      auto bk = co_await conn.async_get_blkio_parameters("tuned", covirt::modify::config);
+      CHECK(param<std::string>(bk, "device_read_bytes_sec") == loop.dev + ",1048576");
+    }
     covirt::typed_params rbps{{"device_read_bytes_sec", loop.dev + ",2097152"}};
     co_await conn.async_set_blkio_parameters("tuned", rbps, 0);
     CHECK(slurp(blk / "blkio.throttle.read_bps_device").find(loop.majmin() + " 2097152") != std::string::npos);
@@ -259,8 +268,9 @@ TEST_CASE("qemu tuning: bad tuning is refused before QEMU starts, nothing left b
        errc::invalid_arg},
       {"<blkiotune><device><path>/tmp</path><weight>500</weight></device></blkiotune>", "not a block device",
        "<blkiotune> device '/tmp' must be a block device", errc::invalid_arg},
-      {"<memoryBacking><hugepages><page size='1' unit='G'/></hugepages></memoryBacking>", "hugepage size",
-       "hugepage size 1048576 KiB is not supported by this host", errc::config_unsupported},
+      // 3 MiB: a page size no x86 host has (some have 1 GiB pages, as this CI's machines do).
+      {"<memoryBacking><hugepages><page size='3' unit='M'/></hugepages></memoryBacking>", "hugepage size",
+       "hugepage size 3072 KiB is not supported by this host", errc::config_unsupported},
   };
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     auto conn = co_await open_connection(ex, uri);

@@ -6,6 +6,7 @@
 // No co_await inside CHECK or REQUIRE here: g++ 12 evaluates it twice there (an event taken
 // from a stream twice was how it showed), so every awaited value is named first.
 #include <covirt/connection.hpp>
+#include <covirt/domain/xml.hpp>  // format_bitmap
 #include <covirt/remote/driver.hpp>
 #include <covirt/timeout.hpp>
 
@@ -28,11 +29,21 @@
 #include <map>
 #include <thread>
 #include <sstream>
+#include <variant>
 
 namespace Catch {
 template <>
 struct StringMaker<covirt::domain_ref> {
   static std::string convert(const covirt::domain_ref& d) { return "{" + d.name + " " + d.uuid + " " + std::to_string(d.id) + "}"; }
+};
+template <>
+struct StringMaker<covirt::typed_param> {
+  static std::string convert(const covirt::typed_param& p) {
+    return p.field + "=" + std::visit([](const auto& v) -> std::string {
+      if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::string>) return "'" + v + "'";
+      else return std::to_string(v);
+    }, p.value) + "(type " + std::to_string(p.value.index() + 1) + ")";
+  }
 };
 }  // namespace Catch
 
@@ -449,6 +460,252 @@ TEST_CASE("remote: read-only connections are refused changes by covirt and by li
     CHECK(r.error() == errc::operation_denied);
     CHECK(std::string(covirt::error(r.error(), std::string(d.message())).what()) ==
           "operation forbidden: read only access prevents virDomainSuspend");
+  });
+}
+
+namespace {
+
+// What virsh -q prints for typed parameters: "%-15s: %s", memtune's "unlimited", numatune's mode
+// as a word (virDomainNumatuneMemMode).
+std::string virsh_lines(const covirt::typed_params& ps) {
+  std::string out;
+  for (const auto& p : ps) {
+    std::string v = std::visit([](const auto& x) -> std::string {
+      using T = std::decay_t<decltype(x)>;
+      if constexpr (std::is_same_v<T, std::string>) return x;
+      else if constexpr (std::is_same_v<T, bool>) return x ? "yes" : "no";
+      else return std::to_string(x);
+    }, p.value);
+    if (auto* u = std::get_if<unsigned long long>(&p.value); u && *u == covirt::memory_unlimited_kib) v = "unlimited";
+    if (auto* m = std::get_if<int>(&p.value); m && p.field == "numa_mode") {
+      static const char* const modes[] = {"strict", "preferred", "interleave", "restrictive"};
+      v = *m >= 0 && *m < 4 ? modes[*m] : "?";
+    }
+    std::string name = p.field;
+    if (name.size() < 15) name.resize(15, ' ');
+    out += name + ": " + v + "\n";
+  }
+  return out;
+}
+
+// A 'y'/'-' map as virsh lists it ("0-2,5").
+std::string cpu_list(const std::string& map) {
+  std::vector<unsigned> on;
+  for (std::size_t i = 0; i < map.size(); ++i)
+    if (map[i] == 'y') on.push_back(unsigned(i));
+  return covirt::format_bitmap(on);
+}
+
+// virsh -q vcpupin's " 0   0-7" lines, as the same lists from covirt's maps.
+std::string vcpupin_lines(const std::vector<std::string>& maps) {
+  std::string out;
+  for (std::size_t i = 0; i < maps.size(); ++i) out += " " + std::to_string(i) + "   " + cpu_list(maps[i]) + "\n";
+  return out;
+}
+
+// virsh's last line for a call that failed: libvirt's whole message.
+std::string virsh_error(const std::string& out) {
+  auto at = out.rfind("error: ");
+  return at == std::string::npos ? "(no error in: " + out + ")" : out.substr(at);
+}
+
+}  // namespace
+
+TEST_CASE("remote: tuning and affinity through libvirtd answer as virsh sees them on the same daemon",
+          "[remote][libvirtd]") {
+  private_libvirtd daemon;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    using covirt::typed_params;
+    namespace modify = covirt::modify;
+    auto c = co_await covirt::async_open(ex, daemon.uri());  // holds test:///default for virsh's runs too
+    const unsigned live = modify::live, config = modify::config;
+
+    // ---- schedinfo: the count is GET_SCHEDULER_TYPE's
+    auto type = co_await c.async_get_scheduler_type("test");
+    CHECK(type == "fair");
+    auto sched = co_await c.async_get_scheduler_parameters("test", 0);
+    CHECK(sched == typed_params{{"weight", 50u}});
+    CHECK("Scheduler      : " + type + "\n" + virsh_lines(sched) == daemon.virsh("schedinfo test"));
+    {
+      const typed_params w{{"weight", 77u}};
+      co_await c.async_set_scheduler_parameters("test", w, 0);  // libvirt's test driver checks it and keeps nothing
+      auto again = co_await c.async_get_scheduler_parameters("test", 0);
+      CHECK(again == sched);
+      CHECK("Scheduler      : fair\n" + virsh_lines(again) == daemon.virsh("schedinfo test"));
+    }
+    {  // its flags are refused by libvirt's test driver, in its words (0x6: STRING_OKAY went along, as virsh's
+       // does). virCheckFlags' message has no "invalid argument: " in front: what() puts covirt's there.
+      auto t = co_await catch_error(c.async_get_scheduler_parameters("test", config));
+      CHECK(t.ec == errc::invalid_arg);
+      CHECK("error: " + t.message + "\n" == virsh_error(daemon.virsh("schedinfo test --config")));
+      CHECK(t.message == "unsupported flags (0x6) in function testDomainGetSchedulerParametersFlags");
+    }
+    {
+      const typed_params wrong{{"weight", std::string("heavy")}};
+      auto t = co_await catch_error(c.async_set_scheduler_parameters("test", wrong, 0));
+      INFO(t.what);
+      CHECK(t.ec == errc::invalid_arg);
+      CHECK(t.what == "invalid argument: invalid type 'string' for parameter 'weight', expected 'uint'");
+      const typed_params unknown{{"bogus", 1u}};
+      auto u = co_await catch_error(c.async_set_scheduler_parameters("test", unknown, 0));
+      INFO(u.what);
+      CHECK(u.ec == errc::argument_unsupported);
+      CHECK(u.what == "argument unsupported: parameter 'bogus' not supported");
+    }
+    {  // more than REMOTE_DOMAIN_SCHEDULER_PARAMETERS_MAX: refused before anything is sent, as libvirt's client does
+      const typed_params many(17, covirt::typed_param{"weight", 1u});
+      auto t = co_await catch_error(c.async_set_scheduler_parameters("test", many, 0));
+      CHECK(t.ec == errc::rpc);
+      CHECK(t.message == "too many parameters '17' for limit '16'");
+    }
+
+    // ---- memtune: two calls, the count (nparams 0), then the parameters
+    auto mem = co_await c.async_get_memory_parameters("test", 0);
+    CHECK(mem == typed_params{{"hard_limit", covirt::memory_unlimited_kib},
+                              {"soft_limit", covirt::memory_unlimited_kib},
+                              {"swap_hard_limit", covirt::memory_unlimited_kib}});
+    CHECK(virsh_lines(mem) == daemon.virsh("memtune test"));
+    {
+      const typed_params hard{{"hard_limit", 1000000ULL}}, soft{{"soft_limit", 5000ULL}};
+      co_await c.async_set_memory_parameters("test", hard, live);
+      co_await c.async_set_memory_parameters("test", soft, config);
+    }
+    {
+      auto l = co_await c.async_get_memory_parameters("test", live);
+      auto k = co_await c.async_get_memory_parameters("test", config);
+      CHECK(l[0] == covirt::typed_param{"hard_limit", 1000000ULL});
+      CHECK(k[1] == covirt::typed_param{"soft_limit", 5000ULL});
+      CHECK(virsh_lines(l) == daemon.virsh("memtune test --live"));
+      CHECK(virsh_lines(k) == daemon.virsh("memtune test --config"));
+      const typed_params wrong{{"hard_limit", 5u}};
+      auto t = co_await catch_error(c.async_set_memory_parameters("test", wrong, live));
+      INFO(t.what);
+      CHECK(t.ec == errc::invalid_arg);
+      CHECK(t.what == "invalid argument: invalid type 'uint' for parameter 'hard_limit', expected 'ullong'");
+    }
+
+    // ---- blkiotune: five of its six parameters are strings, which come only with STRING_OKAY
+    auto blk = co_await c.async_get_blkio_parameters("test", 0);
+    REQUIRE(blk.size() == 6);
+    CHECK(blk[0] == covirt::typed_param{"weight", 0u});
+    CHECK(blk[1] == covirt::typed_param{"device_weight", std::string()});
+    CHECK(virsh_lines(blk) == daemon.virsh("blkiotune test"));
+    {
+      const typed_params set{{"weight", 300u}, {"device_weight", std::string("/dev/sda,200")}};
+      co_await c.async_set_blkio_parameters("test", set, live);
+      const typed_params cfg{{"weight", 400u}};
+      co_await c.async_set_blkio_parameters("test", cfg, config);
+    }
+    {
+      auto l = co_await c.async_get_blkio_parameters("test", live);
+      auto k = co_await c.async_get_blkio_parameters("test", config);
+      REQUIRE(l.size() == 6);
+      CHECK(l[0] == covirt::typed_param{"weight", 300u});
+      CHECK(l[1] == covirt::typed_param{"device_weight", std::string("/dev/sda,200")});
+      REQUIRE(!k.empty());
+      CHECK(k[0] == covirt::typed_param{"weight", 400u});
+      CHECK(virsh_lines(l) == daemon.virsh("blkiotune test --live"));
+      CHECK(virsh_lines(k) == daemon.virsh("blkiotune test --config"));
+    }
+
+    // ---- numatune: an int and a string
+    auto numa = co_await c.async_get_numa_parameters("test", 0);
+    CHECK(numa == typed_params{{"numa_mode", 0}, {"numa_nodeset", std::string()}});
+    CHECK(virsh_lines(numa) == daemon.virsh("numatune test"));
+    {
+      const typed_params set{{"numa_mode", 2}, {"numa_nodeset", std::string("1")}};
+      co_await c.async_set_numa_parameters("test", set, config);
+      auto k = co_await c.async_get_numa_parameters("test", config);
+      CHECK(k == set);
+      CHECK(virsh_lines(k) == daemon.virsh("numatune test --config"));
+      auto l = co_await c.async_get_numa_parameters("test", live);
+      CHECK(l == numa);  // the live domain kept its own
+      CHECK(virsh_lines(l) == daemon.virsh("numatune test --live"));
+    }
+
+    // ---- vcpupin: maps as long as the host's CPUs (NODE_GET_CPU_MAP says 8 for the test node)
+    auto pins = co_await c.async_get_vcpu_pin_info("test", 0);
+    CHECK(pins == std::vector<std::string>{"yyyyyyyy", "yyyyyyyy"});
+    CHECK(vcpupin_lines(pins) == daemon.virsh("vcpupin test"));
+    {
+      const std::string list = "0-3,^1", map = "-y-y";
+      co_await c.async_pin_vcpu_flags("test", 1, list, 0);
+      auto p = co_await c.async_get_vcpu_pin_info("test", live);
+      CHECK(p == std::vector<std::string>{"yyyyyyyy", "y-yy----"});
+      CHECK(vcpupin_lines(p) == daemon.virsh("vcpupin test --live"));
+      co_await c.async_pin_vcpu_flags("test", 0, map, 0);  // a map shorter than the host's: the rest are off
+      auto q = co_await c.async_get_vcpu_pin_info("test", 0);
+      CHECK(q == std::vector<std::string>{"-y-y----", "y-yy----"});
+      CHECK(vcpupin_lines(q) == daemon.virsh("vcpupin test"));
+      auto k = co_await c.async_get_vcpu_pin_info("test", config);  // the definition was not touched
+      CHECK(k == pins);
+      CHECK(vcpupin_lines(k) == daemon.virsh("vcpupin test --config"));
+    }
+    {  // libvirt's test driver pins with flags 0 only, and only vCPUs the domain has: its code and words
+      const std::string cpus = "0-2";
+      for (unsigned f : {live, config}) {
+        auto t = co_await catch_error(c.async_pin_vcpu_flags("test", 1, cpus, f));
+        CHECK(t.ec == errc::invalid_arg);
+        CHECK("error: " + t.message + "\n" ==
+              virsh_error(daemon.virsh(std::string("vcpupin test 1 0-2 ") + (f == live ? "--live" : "--config"))));
+      }
+      auto u = co_await catch_error(c.async_pin_vcpu_flags("test", 5, cpus, 0));
+      CHECK(u.ec == errc::invalid_arg);
+      CHECK("error: " + u.what + "\n" == virsh_error(daemon.virsh("vcpupin test 5 0-2")));
+      CHECK(u.what == "invalid argument: requested vcpu '5' is not present in the domain");
+      // a list past the host's CPUs is refused here, in virsh's words
+      const std::string past = "0-9";
+      auto v = co_await catch_error(c.async_pin_vcpu_flags("test", 0, past, 0));
+      CHECK(v.ec == errc::invalid_arg);
+      CHECK("error: " + v.message + "\n" == virsh_error(daemon.virsh("vcpupin test 0 0-9")));
+      const std::string empty;
+      auto w = co_await catch_error(c.async_pin_vcpu_flags("test", 0, empty, 0));
+      INFO(w.what);
+      CHECK(w.ec == errc::invalid_arg);  // an opaque of 0 bytes is NULL to libvirtd's public API
+      CHECK(w.what == "invalid argument: cpumap in virDomainPinVcpuFlags must not be NULL");
+    }
+
+    // ---- emulatorpin
+    auto emu = co_await c.async_get_emulator_pin_info("test", 0);
+    CHECK(emu == "yyyyyyyy");
+    CHECK(cpu_list(emu) + "\n" == daemon.virsh("emulatorpin test"));
+    {
+      const std::string three = "3", some = "1-2";
+      co_await c.async_pin_emulator("test", three, config);
+      co_await c.async_pin_emulator("test", some, live);
+      auto k = co_await c.async_get_emulator_pin_info("test", config);
+      auto l = co_await c.async_get_emulator_pin_info("test", live);
+      CHECK(k == "---y----");
+      CHECK(l == "-yy-----");
+      CHECK(cpu_list(k) + "\n" == daemon.virsh("emulatorpin test --config"));
+      CHECK(cpu_list(l) + "\n" == daemon.virsh("emulatorpin test --live"));
+    }
+
+    // ---- by ref, and on a domain libvirtd does not have
+    {
+      auto ref = co_await c.async_lookup_by_name("test");
+      auto by_ref = co_await c.async_get_memory_parameters(ref, live);
+      CHECK(by_ref[0] == covirt::typed_param{"hard_limit", 1000000ULL});
+      auto t = co_await catch_error(c.async_get_blkio_parameters("nosuch", 0));
+      CHECK(t.ec == errc::no_domain);
+      CHECK(t.what == "Domain not found");  // (virsh says its own "failed to get domain 'nosuch'")
+      auto u = co_await catch_error(c.async_get_vcpu_pin_info("nosuch", 0));
+      CHECK(u.ec == errc::no_domain);
+    }
+    // ---- an inactive domain: no live pins, in libvirt's words
+    {
+      const std::string xml = vm1_xml();
+      co_await c.async_define_xml(xml);
+      auto t = co_await catch_error(c.async_get_vcpu_pin_info("vm1", live));
+      INFO(t.what);
+      CHECK(t.ec == errc::operation_invalid);  // GET_VCPUS_FLAGS (live | maximum) answers first
+      CHECK(t.what == "Requested operation is not valid: domain is not running");
+      auto k = co_await c.async_get_vcpu_pin_info("vm1", config);
+      CHECK(vcpupin_lines(k) == daemon.virsh("vcpupin vm1 --config"));
+      auto m = co_await c.async_get_memory_parameters("vm1", 0);
+      CHECK(virsh_lines(m) == daemon.virsh("memtune vm1"));
+      co_await c.async_undefine("vm1");
+    }
   });
 }
 

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -260,22 +261,8 @@ TEST_CASE("covirt-sh: errors match virsh", "[sh]") {
 }
 
 // ---- Tuning and affinity: schedinfo, memtune, blkiotune, numatune, vcpupin, emulatorpin.
-//
-// covirt's remote driver does not forward these procedures yet (virDomainGetSchedulerType,
-// virDomainGet/SetMemoryParameters, ... answer no_support through it), so the remote run skips
-// them until it does: set this to true then.
-constexpr bool remote_forwards_tuning = false;
-
-bool skip_tuning_remotely() {
-  if (remote_mode() && !remote_forwards_tuning) {
-    WARN("covirt's remote driver does not forward the tuning and affinity calls yet");
-    return true;
-  }
-  return false;
-}
 
 TEST_CASE("covirt-sh: tuning and affinity queries match virsh", "[sh][tuning]") {
-  if (skip_tuning_remotely()) return;
   for (const char* s : {
            "schedinfo test; memtune test; blkiotune test; numatune test; vcpupin test; emulatorpin test",
            "schedinfo --domain test; schedinfo test --set weight=100; schedinfo test --weight 10; "
@@ -297,7 +284,6 @@ TEST_CASE("covirt-sh: tuning and affinity queries match virsh", "[sh][tuning]") 
 }
 
 TEST_CASE("covirt-sh: tuning and affinity changes match virsh, live and in the definition", "[sh][tuning]") {
-  if (skip_tuning_remotely()) return;
   for (const char* s : {
            // memtune: scaled values, "unlimited", the live and the next boot's definitions
            "memtune test --hard-limit 1G; memtune test; dumpxml test",
@@ -348,7 +334,6 @@ TEST_CASE("covirt-sh: tuning and affinity changes match virsh, live and in the d
 }
 
 TEST_CASE("covirt-sh: tuning and affinity errors match virsh", "[sh][tuning]") {
-  if (skip_tuning_remotely()) return;
   for (const char* s : {
            // schedinfo
            "schedinfo test --cap 10", "schedinfo test --set weight=abc", "schedinfo test --set foo",
@@ -413,7 +398,6 @@ TEST_CASE("covirt-sh: tuning and affinity errors match virsh", "[sh][tuning]") {
 // what() always puts first. Until covirt can say such a message whole, these lines are compared
 // without it; everything else is compared as above.
 TEST_CASE("covirt-sh: the test driver's flag refusals match virsh but for the code's generic text", "[sh][tuning]") {
-  if (skip_tuning_remotely()) return;
   const std::string prefix = "error: invalid argument: ";
   auto whole = [&](std::vector<std::string> lines, const std::vector<std::string>& virsh) {
     for (std::size_t i = 0; i < lines.size() && i < virsh.size(); ++i)
@@ -438,6 +422,57 @@ TEST_CASE("covirt-sh: the test driver's flag refusals match virsh but for the co
       auto ve = error_lines(r.virsh.err);
       CHECK(whole(error_lines(r.sh.err), ve) == ve);
       CHECK((r.sh.status == 0) == (r.virsh.status == 0));
+    }
+  }
+}
+
+// ---- Statistics: domstats, dommemstat, domblkinfo, domifstat, domblkstat.
+
+TEST_CASE("covirt-sh: statistics match virsh", "[sh][stats]") {
+  for (const char* s : {
+           "domstats", "domstats test", "domstats --state test", "domstats --raw --list-active", "domstats --list-inactive",
+           "domstats --iothread --enforce", "domstats --vcpu --enforce", "domstats --balloon --cpu-total test",
+           "domstats --list-running --list-persistent test", "domstats nope", "domstats --nowait --backing",
+           "define tests/data/sh/vm1.xml; domstats vm1 test; domstats --list-shutoff; domstats --list-inactive vm1 test",
+           "dommemstat test", "dommemstat test --live", "dommemstat nope",
+           "domblkinfo test vda", "domblkinfo test /guest/diskimage1", "domblkinfo test --all",
+           "domblkinfo test --all --human", "domblkinfo test vda --human", "domblkinfo test --device vda",
+           "domblkinfo test nope", "domblkinfo test", "domblkinfo test vda --all", "domblkinfo nope vda",
+           "domifstat test nope", "domifstat nope x", "domblkstat test nope", "domblkstat test",
+           "destroy test; dommemstat test; domifstat test testnet0; domblkstat test vda; domblkinfo test vda; domstats test",
+           "help domstats", "help domblkinfo", "help domifstat",
+       }) {
+    SECTION(s) { check_same(s); }
+  }
+}
+
+/// A line's numbers as "N" (the test driver's counters move with the clock).
+std::string masked(const std::string& out) {
+  static const std::regex digits("[0-9]+");
+  return std::regex_replace(out, digits, "N");
+}
+
+TEST_CASE("covirt-sh: the test driver's moving counters match virsh's but for the clock", "[sh][stats]") {
+  for (const char* s : {"domifstat test testnet0", "domifstat test aa:bb:cc:dd:ee:ff", "domblkstat test vda",
+                        "domblkstat test vda --human"}) {
+    SECTION(s) {
+      auto r = run_both({s});
+      INFO("virsh:\n" << r.virsh.out << "covirt-sh:\n" << r.sh.out << r.sh.err);
+      CHECK(masked(r.sh.out) == masked(r.virsh.out));
+      CHECK(error_lines(r.sh.err) == error_lines(r.virsh.err));
+      CHECK(r.sh.status == r.virsh.status);
+      // Every figure is the time of day (in microseconds or seconds) over a fixed divisor:
+      // covirt-sh ran after virsh, so each of its figures is a little larger, by less than 100 s
+      // of microseconds (a wrong divisor would be off by far more).
+      auto a = lines(r.virsh.out), b = lines(r.sh.out);
+      REQUIRE(a.size() == b.size());
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        auto num = [](const std::string& l) { return std::strtoll(l.c_str() + l.find_last_of(' ') + 1, nullptr, 10); };
+        if (a[i].empty() || a[i].find_last_of("0123456789") != a[i].size() - 1) continue;
+        long long d = num(b[i]) - num(a[i]);
+        CHECK(d >= 0);
+        CHECK(d < 100000000);
+      }
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <vector>
 
 namespace {
 namespace r = covirt::remote;
@@ -143,6 +144,114 @@ TEST_CASE("remote: lengths from the wire are checked before anything is allocate
     CHECK(rejection<r::connect_open_args>("open", hex("00000002 00000000")) == "malformed open: a bool of 2 at byte 0");
     CHECK(rejection<r::connect_open_args>("open", hex("00000000 00000000 00000000")) ==
           "malformed open: 4 bytes after the end of the message at byte 8");
+  }
+}
+
+// ---- typed parameters: remote_typed_param_value, a union on virTypedParameterType
+
+namespace {
+// One remote_typed_param as libvirtd writes it: the field, the discriminant, the arm.
+struct typed_case {
+  covirt::typed_param param;
+  std::string bytes;
+};
+}  // namespace
+
+TEST_CASE("remote: remote_typed_param's union, each of the seven arms byte for byte and back", "[remote][xdr]") {
+  const std::vector<typed_case> cases = {
+      {{"i", -5}, hex("00000001 \"i\" 000000  00000001 fffffffb")},
+      {{"weight", 300u}, hex("00000006 \"weight\" 0000  00000002 0000012c")},
+      {{"l", -2LL}, hex("00000001 \"l\" 000000  00000003 ffffffff fffffffe")},
+      {{"hard_limit", covirt::memory_unlimited_kib}, hex("0000000a \"hard_limit\" 0000  00000004 001fffff ffffffff")},
+      {{"d", 1.5}, hex("00000001 \"d\" 000000  00000005 3ff80000 00000000")},
+      {{"b", true}, hex("00000001 \"b\" 000000  00000006 00000001")},
+      {{"numa_nodeset", std::string("0-1")}, hex("0000000c \"numa_nodeset\"  00000007 00000003 \"0-1\" 00")},
+  };
+  r::typed_params_nparams_ret all;
+  for (const auto& c : cases) {
+    INFO(c.param.field);
+    const auto wire = r::to_wire(c.param);
+    CHECK(wire.value.value.index() == c.param.value.index());
+    CHECK(xdr::encode(wire) == c.bytes);
+    covirt::diagnostics diag;
+    auto back = xdr::decode<r::remote_typed_param>(c.bytes, "remote_typed_param", diag);
+    INFO(diag.message());
+    REQUIRE(back.has_value());
+    CHECK(r::from_wire(*back) == c.param);
+    all.params.push_back(wire);
+  }
+  // All seven in a GET_*_PARAMETERS reply, then its nparams.
+  all.nparams = 7;
+  const std::string reply = xdr::encode(all);
+  std::string expected = hex("00000007");
+  for (const auto& c : cases) expected += c.bytes;
+  expected += hex("00000007");
+  CHECK(reply == expected);
+  covirt::diagnostics diag;
+  auto back = xdr::decode<r::typed_params_nparams_ret>(reply, "domain_get_memory_parameters_ret", diag);
+  REQUIRE(back.has_value());
+  REQUIRE(back->params.size() == 7);
+  for (std::size_t i = 0; i < 7; ++i) CHECK(r::from_wire(back->params[i]) == cases[i].param);
+  CHECK(back->nparams == 7);
+  // A boolean is an int on the wire; libvirt takes any but 0 as true.
+  auto two = xdr::decode<r::remote_typed_param>(hex("00000001 \"b\" 000000 00000006 00000002"), "param", diag);
+  REQUIRE(two.has_value());
+  CHECK(r::from_wire(*two) == covirt::typed_param{"b", true});
+  CHECK(xdr::encode(r::to_wire(r::from_wire(*two))) == cases[5].bytes);
+}
+
+TEST_CASE("remote: typed parameters and CPU maps from the wire are held to remote_protocol.x's limits",
+          "[remote][xdr]") {
+  const std::string one = xdr::encode(r::to_wire({"weight", 300u}));
+  SECTION("17 parameters, every byte of them there: refused on the count (REMOTE_DOMAIN_*_PARAMETERS_MAX is 16)") {
+    std::string bytes = hex("00000011");
+    for (int i = 0; i < 17; ++i) bytes += one;
+    bytes += hex("00000011");
+    CHECK(rejection<r::typed_params_nparams_ret>("domain_get_memory_parameters_ret", bytes) ==
+          "malformed domain_get_memory_parameters_ret: an array of 17 elements passes its limit of 16 at byte 0");
+    CHECK(rejection<r::typed_params_ret>("domain_get_scheduler_parameters_flags_ret", bytes.substr(0, bytes.size() - 4)) ==
+          "malformed domain_get_scheduler_parameters_flags_ret: an array of 17 elements passes its limit of 16 at byte 0");
+    CHECK(rejection<r::dom_typed_params_flags_args>(
+              "args", hex("00000004 \"test\" 6695eb01f6a4830479aa97f2502e193f 00000001") + bytes) ==
+          "malformed args: an array of 17 elements passes its limit of 16 at byte 28");
+  }
+  SECTION("a count of 2^32 - 1 with nothing after it") {
+    CHECK(rejection<r::typed_params_nparams_ret>("reply", hex("ffffffff")) ==
+          "malformed reply: an array of 4294967295 elements passes its limit of 16 at byte 0");
+  }
+  SECTION("16 parameters are the most, and decode") {
+    std::string bytes = hex("00000010");
+    for (int i = 0; i < 16; ++i) bytes += one;
+    covirt::diagnostics diag;
+    auto v = xdr::decode<r::typed_params_ret>(bytes, "reply", diag);
+    REQUIRE(v.has_value());
+    CHECK(v->params.size() == 16);
+  }
+  SECTION("a discriminant with no arm: 0, 8, -1") {
+    CHECK(rejection<r::remote_typed_param>("param", hex("00000001 \"a\" 000000 00000000 00000001")) ==
+          "malformed param: a union discriminant of 0 (its cases are 1 to 7) at byte 8");
+    CHECK(rejection<r::remote_typed_param>("param", hex("00000001 \"a\" 000000 00000008 00000001")) ==
+          "malformed param: a union discriminant of 8 (its cases are 1 to 7) at byte 8");
+    CHECK(rejection<r::typed_params_ret>("reply", hex("00000002") + one + hex("00000001 \"a\" 000000 ffffffff")) ==
+          "malformed reply: a union discriminant of -1 (its cases are 1 to 7) at byte 32");
+  }
+  SECTION("an arm cut short, and a string arm over its bytes") {
+    CHECK(rejection<r::remote_typed_param>("param", hex("00000001 \"a\" 000000 00000004 00000001")) ==
+          "malformed param: an 8-byte value of 8 bytes passes the end of the record (16 bytes) at byte 12");
+    CHECK(rejection<r::remote_typed_param>("param", hex("00000001 \"a\" 000000 00000007 00000010 \"abcd\"")) ==
+          "malformed param: a string of 16 bytes passes the end of the record (20 bytes) at byte 16");
+  }
+  SECTION("CPU maps: opaque<REMOTE_CPUMAPS_MAX> and opaque<REMOTE_CPUMAP_MAX>") {
+    CHECK(rejection<r::cpumaps_ret>("domain_get_vcpu_pin_info_ret", hex("00800001")) ==
+          "malformed domain_get_vcpu_pin_info_ret: an opaque of 8388609 bytes passes its limit of 8388608 at byte 0");
+    CHECK(rejection<r::node_get_cpu_map_ret>("node_get_cpu_map_ret", hex("00000801")) ==
+          "malformed node_get_cpu_map_ret: an opaque of 2049 bytes passes its limit of 2048 at byte 0");
+    // what libvirtd answered for test:///default's two vCPUs on its 8 CPUs
+    covirt::diagnostics diag;
+    auto pins = xdr::decode<r::cpumaps_ret>(hex("00000002 ffff0000 00000002"), "reply", diag);
+    REQUIRE(pins.has_value());
+    CHECK(pins->cpumaps.bytes == std::string(2, '\xff'));
+    CHECK(pins->ret == 2);
   }
 }
 

@@ -259,9 +259,9 @@ TEST_CASE("connection: read-only refusals and no_support answers are named after
     o = co_await catch_error(rw.async_save("test", "/nonexistent/x"));  // the test driver has no save
     CHECK(o.ec == errc::no_support);
     CHECK_THAT(o.message, Contains("virDomainSave"));
-    o = co_await catch_error(rw.async_block_stats("test", "vda"));
+    o = co_await catch_error(rw.async_core_dump("test", "/nonexistent/x", 0u));  // nor core dumps
     CHECK(o.ec == errc::no_support);
-    CHECK_THAT(o.message, Contains("virDomainBlockStats"));
+    CHECK_THAT(o.message, Contains("virDomainCoreDumpWithFormat"));
   });
 }
 

@@ -80,6 +80,10 @@ public:
   /// vcpupin, emulatorpin (the threads' affinity and their cpusets), vcpuinfo (query-cpus-fast, /proc).
   COVIRT_DRIVER_OPERATIONS(affinity)
   COVIRT_DRIVER_OPERATIONS(vcpu_pinning)
+  /// domstats and friends, with libvirt's QEMU driver's fields (src/qemu/stats.cpp): the
+  /// kernel's counters (/proc, cpuacct, the taps), the images' sizes, QEMU's block and balloon
+  /// figures; the domains of one call are asked concurrently, without taking their jobs.
+  COVIRT_DRIVER_OPERATIONS(stats)
 
   struct state;
 
@@ -94,7 +98,7 @@ static_assert(can_set_memory<driver> && can_autostart<driver>);
 static_assert(can_save_restore<driver> && can_core_dump<driver> && can_block_stats<driver> &&
               can_monitor_command<driver>);
 static_assert(can_hotplug<driver> && can_jobs<driver> && can_migrate<driver> && can_security<driver>);
-static_assert(can_tuning<driver> && can_affinity<driver> && can_vcpu_pinning<driver>);
+static_assert(can_tuning<driver> && can_affinity<driver> && can_vcpu_pinning<driver> && can_stats<driver>);
 
 }  // namespace covirt::qemu
 

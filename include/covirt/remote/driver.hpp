@@ -2,7 +2,8 @@
 // libvirt's own RPC protocol to a libvirtd, no libvirt library, on the caller's io_context.
 //
 // Every operation of the table is one call on the wire (a few take more: restore reads the saved
-// image's XML first to learn the domain; the network rows with flags ask for them). Calls on
+// image's XML first to learn the domain; the network rows with flags ask for them; the tuning
+// Gets ask the count first, the pin infos the host's CPUs and the domain's vCPUs). Calls on
 // one connection run concurrently, as many as the caller starts; libvirtd serves
 // max_client_requests of them at once (5 by default) and queues the rest.
 //
@@ -62,6 +63,16 @@ public:
   COVIRT_DRIVER_OPERATIONS(jobs)
   COVIRT_DRIVER_OPERATIONS(networks)
   COVIRT_DRIVER_OPERATIONS(security)
+  /// Libvirt's two calls for each Get (the count, then the parameters; the scheduler's count is
+  /// GET_SCHEDULER_TYPE's, and with flags 0 it asks GET_SCHEDULER_PARAMETERS as virsh does), with
+  /// VIR_TYPED_PARAM_STRING_OKAY added to the Flags calls as libvirt's API adds it.
+  COVIRT_DRIVER_OPERATIONS(tuning)
+  /// Maps as long as the host's CPU count (virsh's: NODE_GET_CPU_MAP, else NODE_GET_INFO); a
+  /// cpumap list ("0-3,^2") becomes such a map, a 'y'/'-' map goes as it stands.
+  /// get_vcpu_pin_info: one map per vCPU up to the maximum (GET_VCPUS_FLAGS, as virsh asks).
+  COVIRT_DRIVER_OPERATIONS(affinity)
+  /// CONNECT_GET_ALL_DOMAIN_STATS, DOMAIN_MEMORY_STATS, DOMAIN_INTERFACE_STATS, DOMAIN_GET_BLOCK_INFO.
+  COVIRT_DRIVER_OPERATIONS(stats)
 
   /// The RPC client under the driver (for tests and benchmarks); replaced by reconnect().
   client& rpc() noexcept;
@@ -77,6 +88,7 @@ private:
 static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver> && can_security<driver> &&
               can_save_restore<driver> && can_core_dump<driver> && can_block_stats<driver> &&
-              can_monitor_command<driver> && can_hotplug<driver> && can_jobs<driver>);
+              can_monitor_command<driver> && can_hotplug<driver> && can_jobs<driver> && can_tuning<driver> &&
+              can_affinity<driver> && can_stats<driver>);
 
 }  // namespace covirt::remote

@@ -10,8 +10,10 @@
 //   std::array<T, N>            T[N]: N elements, no count
 //   list<T, Max>                T<Max>: count, then the elements
 //   std::optional<T>            T*: 0, or 1 then T
+//   tagged_union<First, T...>   union switch (int) { case First: T0; case First + 1: T1; ... }
 //   a described struct          its members in order
-// A union (a discriminant, then one arm) writes its own xdr_put/xdr_get members.
+// Another kind of union (a default arm, cases that are not consecutive) writes its own
+// xdr_put/xdr_get members.
 // Decoding checks every length against its bound and against the bytes left before it
 // allocates, and names what was wrong and where.
 #pragma once
@@ -29,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 namespace covirt::remote::xdr {
@@ -55,6 +58,18 @@ struct list : std::vector<T> {
   using std::vector<T>::vector;
 };
 
+/// An XDR discriminated union whose cases are consecutive from First, one arm each, no default:
+/// the discriminant on the wire is First + the variant's index. Arms may repeat a type (libvirt's
+/// remote_typed_param_value has two int arms); the index, not the type, tells them apart.
+/// Decoding refuses a discriminant with no arm.
+template <std::int32_t First, class... T>
+struct tagged_union {
+  static constexpr std::int32_t first = First;
+  static constexpr std::size_t arms = sizeof...(T);
+  std::variant<T...> value;
+  bool operator==(const tagged_union&) const = default;
+};
+
 class encoder;
 class decoder;
 
@@ -69,6 +84,8 @@ template <class T> struct is_optional : std::false_type {};
 template <class T> struct is_optional<std::optional<T>> : std::true_type {};
 template <class T> struct is_array : std::false_type {};
 template <class T, std::size_t N> struct is_array<std::array<T, N>> : std::true_type {};
+template <class T> struct is_tagged_union : std::false_type {};
+template <std::int32_t F, class... A> struct is_tagged_union<tagged_union<F, A...>> : std::true_type {};
 template <class T> concept own_codec = requires(const T& t) { t.xdr_put(std::declval<encoder&>()); };
 template <class T> concept described = boost::describe::has_describe_members<T>::value;
 constexpr std::size_t pad(std::size_t n) noexcept { return (4 - n % 4) % 4; }
@@ -118,6 +135,10 @@ public:
     } else if constexpr (is_optional<T>::value) {
       u32(v ? 1 : 0);
       if (v) put(*v);
+    } else if constexpr (is_tagged_union<T>::value) {
+      const std::size_t arm = v.value.index();  // a valueless variant cannot be sent
+      u32(std::uint32_t(T::first + std::int32_t(arm)));
+      boost::mp11::mp_with_index<T::arms>(arm, [&](auto i) { put(std::get<decltype(i)::value>(v.value)); });
     } else if constexpr (own_codec<T>) v.xdr_put(*this);
     else if constexpr (described<T>)
       boost::mp11::mp_for_each<boost::describe::describe_members<T, boost::describe::mod_public>>(
@@ -235,6 +256,18 @@ public:
         return true;
       }
       return get(v.emplace());
+    } else if constexpr (is_tagged_union<T>::value) {
+      const std::size_t at = pos_;
+      std::uint32_t raw = 0;
+      if (!u32(raw)) return false;
+      const std::int64_t arm = std::int64_t(std::int32_t(raw)) - T::first;
+      if (arm < 0 || arm >= std::int64_t(T::arms))
+        return fail_at(at, "a union discriminant of " + std::to_string(std::int32_t(raw)) + " (its cases are " +
+                               std::to_string(T::first) + " to " +
+                               std::to_string(T::first + std::int32_t(T::arms) - 1) + ")");
+      return boost::mp11::mp_with_index<T::arms>(std::size_t(arm), [&](auto i) {
+        return get(v.value.template emplace<decltype(i)::value>());
+      });
     } else if constexpr (own_codec<T>) {
       return v.xdr_get(*this);
     } else if constexpr (described<T>) {

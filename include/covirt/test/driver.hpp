@@ -43,6 +43,11 @@ public:
   /// emulator pin live or in the definition. Maps have 8 places: the CPUs of the test node's
   /// CPU map (virNodeGetCPUMap says 8, though node_get_info says 16).
   COVIRT_DRIVER_IMMEDIATE_OPERATIONS(affinity)
+  /// libvirt 9.0's test driver's figures (src/test/stats.cpp): block and interface counters that
+  /// grow with the time of day, a balloon's figures derived from the current memory, a terabyte
+  /// for every disk with a source, and get_all_domain_stats' "state" group.
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(block_stats)
+  COVIRT_DRIVER_IMMEDIATE_OPERATIONS(stats)
 
 private:
   friend listed_domains<driver>;
@@ -52,7 +57,8 @@ private:
 
 static_assert(covirt::driver<driver>);
 static_assert(can_set_memory<driver> && can_set_vcpus<driver> && can_autostart<driver> && can_networks<driver> &&
-              can_security<driver> && can_tuning<driver> && can_affinity<driver>);
+              can_security<driver> && can_tuning<driver> && can_affinity<driver> &&
+              can_block_stats<driver> && can_stats<driver>);
 
 }  // namespace covirt::test
 
