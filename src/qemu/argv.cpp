@@ -128,7 +128,10 @@ void builder::run() {
   add("-msg", "timestamp=on");
   if (!opt.qmp_socket.empty()) {
     if (opt.qmp_socket.size() > 107) refuse("QMP socket path longer than 107 bytes");
-    add("-chardev", "socket,id=charmonitor,path=" + esc("QMP socket path", opt.qmp_socket) +
+    if (opt.qmp_fd >= 0)
+      add("-chardev", "socket,id=charmonitor,fd=" + std::to_string(opt.qmp_fd) + ",server=on,wait=off");
+    else
+      add("-chardev", "socket,id=charmonitor,path=" + esc("QMP socket path", opt.qmp_socket) +
                         ",server=on,wait=off");
     add("-mon", "chardev=charmonitor,id=monitor,mode=control");
   }
@@ -169,7 +172,10 @@ void builder::check_unsupported() {
   for (auto& [k, v] : dv.extra_attrs) refuse("<devices> attribute '" + k + "'");
   for (auto& e : d.extra) {
     if (e.name == "qemu:commandline") continue;
-    if (e.name == "seclabel" && attr(e.attributes, "type") == "none") continue;
+    // DAC labels are the driver's (security.cpp: who QEMU runs as, whose the images are).
+    if (e.name == "seclabel" && (attr(e.attributes, "type") == "none" || attr(e.attributes, "model").empty() ||
+                                 attr(e.attributes, "model") == "dac"))
+      continue;
     refuse("<" + e.name + "> is not supported by covirt's qemu driver");
   }
   for (auto& [k, v] : d.extra_attrs)

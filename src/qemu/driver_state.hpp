@@ -31,6 +31,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <tuple>
 #include <variant>
 
 #include <unistd.h>
@@ -173,6 +174,35 @@ struct impact {
 };
 result<impact> impact_of(const covirt::detail::domain_obj& d, unsigned flags, bool query, diagnostics& diag);
 
+// ------------------------------------------------------------------ DAC labels (security.cpp)
+// What libvirt's DAC driver does for a starting guest: the user and group QEMU runs as, and
+// whether its images are given to them.
+struct dac_plan {
+  bool labelled = false;  // the DAC model applies (the driver runs as root) and the domain is not type='none'
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool relabel = false;
+  std::string label;  // "+UID:+GID", what virDomainGetSecurityLabel says
+};
+bool dac_privileged();
+result<dac_plan> dac_plan_for(const domain_config& d, diagnostics& diag);
+// The image owners changed for a starting guest: given back when this goes unless kept (the
+// start succeeded and record() put them in the runtime record, for restore_image_labels).
+struct image_labels {
+  std::vector<std::tuple<std::string, uid_t, gid_t>> changed;  // path, its owner before
+  image_labels() = default;
+  image_labels(const image_labels&) = delete;
+  image_labels& operator=(const image_labels&) = delete;
+  ~image_labels() { restore(); }
+  void restore();
+  void record(runtime_record& rec) const;
+  void keep() { changed.clear(); }
+};
+result<void> relabel_images(const domain_config& d, const dac_plan& p, image_labels& out, diagnostics& diag);
+// At stop: the owners the runtime record remembers, given back.
+void restore_image_labels(runtime_record& rec);
+// A listening unix socket bound at `path` (close-on-exec; spawn_options::pass_fds hands it over).
+result<int> listen_unix(const std::string& path, diagnostics& diag);
 // libvirt's defaults at define time that the QEMU driver needs to be explicit about.
 void apply_defaults(domain_config& d);
 // A definition this driver takes (define, create, restore, an incoming migration): parsed, its

@@ -87,6 +87,7 @@ void driver::state::finish_stop(const dom_ptr& d, const std::shared_ptr<runtime>
   (void)remove_runtime(dirs, d->def.name, ignore);
   std::error_code fec;
   if (!rt->rec.qmp_socket.empty()) fs::remove(rt->rec.qmp_socket, fec);
+  restore_image_labels(rt->rec);
   remove_cgroup(rt);
   if (d->rt != rt) return;
   stop_intent how = rt->intent.value_or(stop_intent{reason::crashed, event_detail::stopped_crashed});
@@ -161,10 +162,28 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
   if (incoming) opt.incoming = "defer";
   if (auto r = check_tuning(def, &opt.hugepage_dir, diag); !r) co_return r.error();
   if (auto r = prepare_host_devices(d->def, opt, diag); !r) co_return r.error();
-  auto argv = build_argv(def, opt, diag);
-  if (!argv) co_return argv.error();
+  auto dac = dac_plan_for(def, diag);
+  if (!dac) co_return dac.error();
   std::error_code fec;
   fs::remove(files->qmp_socket, fec);
+  // A QEMU that runs as another user cannot make its monitor socket in our state folder: it is
+  // bound here and QEMU inherits it (libvirt hands its monitor over the same way).
+  const bool other_user = dac->labelled && (dac->uid != ::geteuid() || dac->gid != ::getegid());
+  struct fd_closer {
+    int fd = -1;
+    ~fd_closer() {
+      if (fd >= 0) ::close(fd);
+    }
+  } monitor_fd;
+  if (other_user) {
+    auto fd = listen_unix(files->qmp_socket.string(), diag);
+    if (!fd) co_return fd.error();
+    monitor_fd.fd = opt.qmp_fd = *fd;
+  }
+  auto argv = build_argv(def, opt, diag);
+  if (!argv) co_return argv.error();
+  image_labels labels;  // given back on every way out of here but success
+  if (auto r = relabel_images(def, *dac, labels, diag); !r) co_return r.error();
   fs::create_directories(files->log.parent_path(), fec);
 
   spawn_options so;
@@ -178,8 +197,13 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
       if (!shown.empty()) so.env.push_back("DISPLAY=" + shown);
       if (!g.xauth.empty()) so.env.push_back("XAUTHORITY=" + g.xauth);
     }
+  if (other_user) {
+    so.run_as = std::pair{dac->uid, dac->gid};
+    so.pass_fds.push_back(monitor_fd.fd);
+  }
   auto proc = process::spawn(ex, so, diag);
   if (!proc) co_return proc.error();
+  if (monitor_fd.fd >= 0) ::close(std::exchange(monitor_fd.fd, -1));  // QEMU has it now
 
   auto rt = std::make_shared<runtime>(ex);
   rt->proc = std::move(*proc);
@@ -323,10 +347,13 @@ asio::awaitable<result<void>> driver::state::start(dom_ptr d, bool paused, diagn
   rec.extra["state"] = std::to_string(static_cast<int>(paused ? domain_state::paused : domain_state::running));
   rec.extra["reason"] = std::to_string(paused ? paused_reason : run_reason);
   record_device_names(d->def, rec);
+  rec.extra["dac-label"] = dac->labelled ? dac->label : std::string();
+  labels.record(rec);
   if (auto r = save_runtime(dirs, rec, diag); !r) {
     co_await abandon();
     co_return r.error();
   }
+  labels.keep();  // the runtime record has them: finish_stop gives them back
   // Graphics passwords go over the monitor, never on the command line.
   for (auto& g : def.devices.graphics)
     if (!g.passwd.empty() && (g.type == "vnc" || g.type == "spice")) {

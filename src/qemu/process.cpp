@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -165,7 +166,7 @@ struct child_failure {
   int stage;
   int err;
 };
-enum : int { stage_setsid = 1, stage_stdio, stage_fds, stage_chdir, stage_exec };
+enum : int { stage_setsid = 1, stage_stdio, stage_fds, stage_chdir, stage_exec, stage_identity };
 
 const char* stage_text(int s) {
   switch (s) {
@@ -173,6 +174,7 @@ const char* stage_text(int s) {
     case stage_stdio: return "redirect the output of";
     case stage_fds: return "pass descriptors to";
     case stage_chdir: return "change to the working directory for";
+    case stage_identity: return "take the user and group (DAC label) of";
     default: return "execute";
   }
 }
@@ -308,6 +310,9 @@ result<process> process::spawn(asio::any_io_executor ex, const spawn_options& op
   const char* wd = opts.working_dir.empty() ? nullptr : opts.working_dir.c_str();
   const int* keep = opts.pass_fds.data();
   const std::size_t nkeep = opts.pass_fds.size();
+  const bool change_id = opts.run_as.has_value();
+  const uid_t run_uid = change_id ? opts.run_as->first : 0;
+  const gid_t run_gid = change_id ? opts.run_as->second : 0;
 
   pid_t pid = ::fork();
   if (pid < 0) return fail(diag, errc::system_error, "cannot fork to start '" + prog + "': " + errno_text(errno));
@@ -333,6 +338,9 @@ result<process> process::spawn(asio::any_io_executor ex, const spawn_options& op
     dfl.sa_handler = SIG_DFL;
     for (int s = 1; s < NSIG; ++s) ::sigaction(s, &dfl, nullptr);
     if (wd && ::chdir(wd) < 0) die(stage_chdir);
+    // The group first (setuid drops the right to change it), the supplementary groups with it.
+    if (change_id && (::setgroups(1, &run_gid) < 0 || ::setgid(run_gid) < 0 || ::setuid(run_uid) < 0))
+      die(stage_identity);
     ::execve(exe, argv.data(), envp.data());
     die(stage_exec);
   }

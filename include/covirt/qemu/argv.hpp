@@ -21,6 +21,10 @@ struct argv_options {
   /// Written libvirt's way: -chardev socket,id=charmonitor,path=...,server=on,wait=off
   /// -mon chardev=charmonitor,id=monitor,mode=control.
   std::string qmp_socket;
+  /// A listening socket already bound at qmp_socket that QEMU inherits (fd=N instead of path=):
+  /// how a QEMU that runs as another user (a DAC label) gets a monitor in a folder it cannot
+  /// write. -1: QEMU makes the socket itself.
+  int qmp_fd = -1;
   /// Optional -pidfile.
   std::string pidfile;
   /// Whether /dev/kvm is usable; type='kvm' is refused when it is not.

@@ -71,8 +71,9 @@ public:
   COVIRT_DRIVER_OPERATIONS(jobs)
   /// Migration phases (see covirt::can_migrate); the stream goes over TCP, QEMU to QEMU.
   COVIRT_DRIVER_OPERATIONS(migrate)
-  /// QEMU runs as the caller, unconfined: libvirt's "none" model (DOI "0", no labels), what its
-  /// unprivileged qemu:///session reports (src/qemu/security.cpp).
+  /// As root, libvirt's DAC model (DOI "0"): QEMU runs as the domain's <seclabel model='dac'>
+  /// label ("+UID:+GID"; dynamic: the driver's own) and its images belong to that label while it
+  /// runs. Unprivileged, libvirt's "none" model: QEMU runs as the caller (src/qemu/security.cpp).
   COVIRT_DRIVER_OPERATIONS(security)
   /// schedinfo, memtune, blkiotune, numatune: live through the guest's cgroups (src/qemu/cgroup.hpp),
   /// or in the definition (src/qemu/tuning_live.cpp).

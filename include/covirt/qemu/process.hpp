@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <sys/types.h>
@@ -34,6 +35,9 @@ struct spawn_options {
   std::string working_dir;         ///< "" = keep the current one
   std::vector<int> pass_fds;       ///< descriptors the child keeps at the same numbers (tap, migration fd:)
   std::vector<std::string> env;    ///< extra "NAME=value" entries on top of this process's environment
+  /// The user and group the program runs as (its only group), set between fork and exec; needs
+  /// root. Empty: this process's.
+  std::optional<std::pair<uid_t, gid_t>> run_as;
 };
 
 /// A running hypervisor process that we started (our child) or re-attached to (not our child).
