@@ -1,7 +1,17 @@
 // covirt: the QMP client. One reader coroutine per connection reads lines, and dispatches
-// replies to the pending command with the same id, events to the event queue; writes go out
-// through a queue, one batch at a time. The state is shared: the reader and the writer keep it
-// alive, so the qmp object can be destroyed with operations pending.
+// replies to the pending command with the same id (or, for the one command sent without id, the
+// next reply without id), events to the event queue; writes go out at once when the socket takes
+// them, else through a queue, one batch at a time. One timer serves every command's deadline.
+// The state is shared: the reader and the writer keep it alive, so the qmp object can be
+// destroyed with operations pending.
+//
+// What a command costs (QEMU reads its monitor a byte at a time, so the bytes come first): the
+// command is `{"execute":"NAME"}` and a newline, no id when nothing else is outstanding; one
+// send(2) that completes at once (no completion through the io_context); the reply completes the
+// caller from the reader, without another turn of the io_context (which would poll epoll first);
+// no timer system call unless the new deadline is the earliest. What remains is one read that
+// finds nothing (Asio's reactor starts every read with a speculative one; waiting for readiness
+// instead costs an epoll_ctl), the epoll_wait and the read of the reply.
 #include <covirt/qemu/qmp.hpp>
 
 #include "qmp_codec.hpp"
@@ -22,6 +32,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include <deque>
 #include <optional>
@@ -45,6 +57,14 @@ void post_complete(const asio::any_io_executor& ex, Handler h, Args... args) {
   asio::post(ex, asio::bind_executor(hex, [h = std::move(h), ... args = std::move(args)]() mutable {
     std::move(h)(std::move(args)...);
   }));
+}
+
+// Completes `h` now if its executor is the one running this code (a reply completes its caller
+// from the reader: posting would cost the io_context a turn, and a poll of epoll, first).
+template <class Handler, class... Args>
+void dispatch_complete(const asio::any_io_executor& ex, Handler h, Args... args) {
+  auto hex = asio::get_associated_executor(h, ex);
+  asio::dispatch(hex, [h = std::move(h), ... args = std::move(args)]() mutable { std::move(h)(std::move(args)...); });
 }
 
 // The misuse of a moved-from client: no executor of ours to post to.
@@ -74,13 +94,17 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
     std::string command;  // for messages
     diagnostics* diag = nullptr;
     bool raw = false;
+    bool sent_id = false;  // the message carried our id (else it is the one without id)
+    bool oob = false;      // raw exec-oob: QEMU may answer it out of order
     std::optional<json::value> user_id;  // raw: the caller's own id, echoed back
+    qmp_clock::time_point deadline = qmp_clock::time_point::max();
+    qmp_clock::duration limit{};
     asio::any_completion_handler<void(error_code, json::value)> hv;
     asio::any_completion_handler<void(error_code, std::string)> hr;
   };
 
   qmp_state(asio::any_io_executor e, qmp_options o)
-      : ex(std::move(e)), opts(o), sock(ex), codec(o.max_message_size) {}
+      : ex(std::move(e)), opts(o), sock(ex), codec(o.max_message_size), timer(ex) {}
 
   asio::any_io_executor ex;
   qmp_options opts;
@@ -93,8 +117,17 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
   std::string close_msg;
 
   std::uint64_t next_id = 1;
-  std::unordered_map<std::uint64_t, pending> pending_ops;
+  std::unordered_map<std::uint64_t, pending> pending_ops;  // by our id (also for the one sent without)
+  // The command sent without id, if one is outstanding: it went out when nothing else was, so it
+  // is the oldest; it stays here after a cancellation or a timeout (not in pending_ops) until its
+  // late reply comes, or a later in-band command's reply shows that it never will.
+  std::optional<std::uint64_t> idless;
   std::size_t ignored = 0;
+
+  // ---- deadlines: one timer, waiting for `armed` (max when idle); it is re-armed only for an
+  // earlier deadline, and when it fires it expires what is due and waits for the next one.
+  asio::steady_timer timer;
+  qmp_clock::time_point armed = qmp_clock::time_point::max();
 
   std::string outq;  // serialized commands waiting for the writer
   std::string writing_buf;
@@ -111,23 +144,31 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
   }
   void start_write() {
     if (writing || outq.empty() || ph == phase::closed) return;
+    // At once first (the socket is non-blocking): a command nearly always fits in the socket's
+    // buffer, and then nothing has to complete through the io_context.
+    error_code ec;
+    std::size_t n = sock.write_some(asio::buffer(outq), ec);
+    if (!ec && n == outq.size()) {
+      outq.clear();
+      return;
+    }
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) return write_failed(ec);
+    if (!ec) outq.erase(0, n);
     writing = true;
     writing_buf.clear();
     writing_buf.swap(outq);
     asio::async_write(sock, asio::buffer(writing_buf), [self = shared_from_this()](error_code ec, std::size_t) {
       self->writing = false;
-      if (ec) {
-        if (self->ph == phase::closed) return;
-        if (ec == asio::error::broken_pipe || ec == asio::error::connection_reset)  // QEMU went away
-          self->shutdown(errc::operation_failed, "QMP connection to '" + self->path + "' closed by QEMU (" +
-                                                     ec.message() + ")");
-        else
-          self->shutdown(errc::operation_failed,
-                         "QMP connection to '" + self->path + "' failed while writing: " + ec.message());
-        return;
-      }
+      if (ec) return self->write_failed(ec);
       self->start_write();
     });
+  }
+  void write_failed(error_code ec) {
+    if (ph == phase::closed) return;
+    if (ec == asio::error::broken_pipe || ec == asio::error::connection_reset)  // QEMU went away
+      shutdown(errc::operation_failed, "QMP connection to '" + path + "' closed by QEMU (" + ec.message() + ")");
+    else
+      shutdown(errc::operation_failed, "QMP connection to '" + path + "' failed while writing: " + ec.message());
   }
 
   // ---- ending: every pending command fails, the event stream ends
@@ -139,11 +180,55 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
     error_code ignore;
     sock.shutdown(stream_socket::shutdown_both, ignore);
     sock.close(ignore);
+    timer.cancel();
+    armed = qmp_clock::time_point::max();
     outq.clear();
+    idless.reset();
     auto ops = std::move(pending_ops);
     pending_ops.clear();
     for (auto& [id, p] : ops) fail_pending(p, close_ec, close_msg);
     if (event_waiter && events.empty()) complete_event(asio::error::eof, {});
+  }
+
+  // Takes the command `id` out of the pending ones (the one without id stays outstanding) and
+  // fails it: cancelled (operation_aborted) or past its deadline (operation_timeout).
+  void abandon(std::uint64_t id, error_code ec) {
+    auto it = pending_ops.find(id);
+    if (it == pending_ops.end()) return;
+    pending p = std::move(it->second);
+    pending_ops.erase(it);
+    std::string reply = p.sent_id ? "its reply (id " + std::to_string(id) + ") will be dropped"
+                                  : "its reply will be dropped";
+    if (ec == errc::operation_timeout) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(p.limit).count();
+      fail_pending(p, ec, "QEMU did not answer QMP command '" + p.command + "' within " + std::to_string(ms) +
+                              " ms; " + reply);
+    } else {
+      fail_pending(p, ec, "QMP command '" + p.command + "' cancelled; " + reply);
+    }
+  }
+
+  void watch_deadline(qmp_clock::time_point d) {
+    if (d >= armed || ph == phase::closed) return;
+    armed = d;
+    timer.expires_at(d);  // cancels the wait for a later one: that handler sees operation_aborted
+    timer.async_wait([w = weak_from_this()](error_code ec) {
+      if (ec) return;
+      if (auto s = w.lock()) s->deadline_reached();
+    });
+  }
+  void deadline_reached() {
+    armed = qmp_clock::time_point::max();
+    if (ph == phase::closed) return;
+    auto now = qmp_clock::now();
+    std::vector<std::uint64_t> due;
+    auto next = qmp_clock::time_point::max();
+    for (auto& [id, p] : pending_ops) {
+      if (p.deadline <= now) due.push_back(id);
+      else next = std::min(next, p.deadline);
+    }
+    for (auto id : due) abandon(id, make_error_code(errc::operation_timeout));  // completions are posted
+    if (next != qmp_clock::time_point::max()) watch_deadline(next);
   }
 
   void fail_pending(pending& p, error_code ec, const std::string& msg) {
@@ -182,12 +267,25 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
   }
 
   // ---- commands
-  // Registers `p` under a fresh id and queues `text` (which must end with the id member's value
-  // and the closing brace: we append them).
-  std::uint64_t submit(std::string text_without_id, pending p) {
+  // Registers `p` under a fresh id and queues `text`, the command without its closing brace: we
+  // append the id member (`id_member` is `,"id":` or `"id":`) when one is needed, and the brace.
+  std::uint64_t submit(std::string text, std::string_view id_member, pending p, qmp_clock::duration limit) {
     std::uint64_t id = next_id++;  // QMP echoes the id; late replies to cancelled calls are dropped by it
-    text_without_id += std::to_string(id);
-    text_without_id += "}\r\n";
+    // Without id only when nothing else is outstanding: its reply is then the next one without id.
+    p.sent_id = opts.always_send_ids || p.raw || !pending_ops.empty() || idless;
+    if (p.sent_id) {
+      text += id_member;
+      text += std::to_string(id);
+    } else {
+      idless = id;
+    }
+    text += "}\n";
+    if (limit != qmp_no_limit) {
+      auto now = qmp_clock::now();
+      p.limit = limit;
+      p.deadline = limit >= qmp_clock::time_point::max() - now ? qmp_clock::time_point::max() : now + limit;
+    }
+    auto deadline = p.deadline;
     auto slot = p.raw ? asio::get_associated_cancellation_slot(p.hr) : asio::get_associated_cancellation_slot(p.hv);
     pending_ops.emplace(id, std::move(p));
     if (slot.is_connected()) {
@@ -199,28 +297,36 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
         // Copy what we need first: completing may clear the slot, which destroys this lambda.
         auto s = w.lock();
         if (!s) return;
-        auto it = s->pending_ops.find(id);
-        if (it == s->pending_ops.end()) return;
-        pending p = std::move(it->second);
-        s->pending_ops.erase(it);
-        s->fail_pending(p, asio::error::operation_aborted,
-                "QMP command '" + p.command + "' cancelled; its reply (id " + std::to_string(id) +
-                    ") will be dropped");
+        s->abandon(id, asio::error::operation_aborted);
       });
     }
-    enqueue(text_without_id);
+    if (deadline != qmp_clock::time_point::max()) watch_deadline(deadline);
+    enqueue(text);
     return id;
   }
 
   void dispatch_reply(qmp_message& m) {
-    if (!m.id) {  // an error without id (QEMU could not parse a command) or a reply we cannot match
-      ++ignored;
-      return;
-    }
-    auto it = pending_ops.find(*m.id);
-    if (it == pending_ops.end()) {  // late reply of a cancelled command, or a stray one
-      ++ignored;
-      return;
+    std::unordered_map<std::uint64_t, pending>::iterator it;
+    if (!m.has_id) {  // the reply to the command sent without id, if one is outstanding
+      if (!idless || opts.always_send_ids) {  // e.g. an error for a line QEMU could not parse
+        ++ignored;
+        return;
+      }
+      it = pending_ops.find(*idless);
+      idless.reset();
+      if (it == pending_ops.end()) {  // the late reply of that command, cancelled or timed out
+        ++ignored;
+        return;
+      }
+    } else {
+      it = m.id ? pending_ops.find(*m.id) : pending_ops.end();
+      if (it == pending_ops.end() || !it->second.sent_id) {  // late reply of a cancelled command, or a stray one
+        ++ignored;
+        return;
+      }
+      // In-band replies come in order: the abandoned command without id, older than this one,
+      // will not be answered any more.
+      if (idless && !it->second.oob && !pending_ops.contains(*idless)) idless.reset();
     }
     pending p = std::move(it->second);
     pending_ops.erase(it);
@@ -228,12 +334,12 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
       if (p.user_id) m.obj["id"] = std::move(*p.user_id);
       else m.obj.erase("id");
       asio::get_associated_cancellation_slot(p.hr).clear();
-      post_complete(ex, std::move(p.hr), error_code(), json::serialize(m.obj));
+      dispatch_complete(ex, std::move(p.hr), error_code(), json::serialize(m.obj));
       return;
     }
     asio::get_associated_cancellation_slot(p.hv).clear();
     if (m.kind == qmp_kind::reply) {
-      post_complete(ex, std::move(p.hv), error_code(), std::move(m.obj["return"]));
+      dispatch_complete(ex, std::move(p.hv), error_code(), std::move(m.obj["return"]));
       return;
     }
     const json::object& e = m.obj.at("error").get_object();
@@ -242,7 +348,7 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
     if (auto* d = e.if_contains("desc"); d && d->is_string()) desc = d->get_string();
     set_diag(p.diag, "QEMU: " + cls + ": " + desc);
     errc code = cls == "CommandNotFound" ? errc::no_support : errc::operation_failed;
-    post_complete(ex, std::move(p.hv), make_error_code(code), json::value());
+    dispatch_complete(ex, std::move(p.hv), make_error_code(code), json::value());
   }
 
   // Reads until the codec has a message. Returns false (and has shut down) on any failure.
@@ -285,7 +391,12 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
       switch (m.kind) {
         case qmp_kind::event: self->push_event(m.obj); break;
         case qmp_kind::reply:
-        case qmp_kind::error: self->dispatch_reply(m); break;
+        case qmp_kind::error:
+          // Completes the caller here and now: it may send more, close, destroy the qmp object
+          // (`self` keeps the state); nothing of ours is in use across this call.
+          self->dispatch_reply(m);
+          if (self->ph == phase::closed) co_return;
+          break;
         case qmp_kind::greeting:
           self->shutdown(errc::rpc, "malformed QMP message from '" + self->path + "': a second greeting");
           co_return;
@@ -332,6 +443,14 @@ asio::awaitable<result<void>> qmp_state::connect(std::shared_ptr<qmp_state> self
     co_return fail(d, errc::operation_failed, st.close_msg);
   }
   if (cec || st.ph == phase::closed) co_return failed("connecting to QMP socket '" + path + "' was cancelled");
+  {
+    error_code nbec;
+    st.sock.non_blocking(true, nbec);  // writes are tried at once (start_write)
+    if (nbec) {
+      st.shutdown(errc::operation_failed, "cannot use QMP socket '" + path + "': " + nbec.message());
+      co_return fail(d, errc::operation_failed, st.close_msg);
+    }
+  }
 
   qmp_message m;
   if (!co_await st.read_message(m)) {
@@ -369,7 +488,7 @@ asio::awaitable<result<void>> qmp_state::connect(std::shared_ptr<qmp_state> self
         pd.diag = &neg;
         asio::any_completion_handler<void(error_code, json::value)> erased(std::move(h));
         pd.hv.swap(erased);  // not operator=: Boost 1.81's any_completion_handler move assignment recurses forever
-        st.submit(R"({"execute":"qmp_capabilities","id":)", std::move(pd));
+        st.submit(R"({"execute":"qmp_capabilities")", ",\"id\":", std::move(pd), qmp_no_limit);
       },
       tuple_token);
   if (ec == asio::error::operation_aborted) co_return failed("QMP negotiation with '" + path + "' was cancelled");
@@ -453,8 +572,8 @@ bool refuse(detail::qmp_state* s, diagnostics* diag, Handler& h, T empty) {
   return true;
 }
 
-void execute_start(detail::qmp_state* s, std::string command, json::object args, diagnostics* diag,
-                   asio::any_completion_handler<void(error_code, json::value)> h) {
+void execute_start(detail::qmp_state* s, std::string command, json::object args, qmp_clock::duration limit,
+                   diagnostics* diag, asio::any_completion_handler<void(error_code, json::value)> h) {
   if (!s) return detail::complete_now(std::move(h),
                                         make_error_code(errc::operation_invalid), json::value());
   if (refuse(s, diag, h, json::value())) return;
@@ -466,15 +585,14 @@ void execute_start(detail::qmp_state* s, std::string command, json::object args,
     text += R"(,"arguments":)";
     text += json::serialize(args);
   }
-  text += R"(,"id":)";
   detail::qmp_state::pending p;
   p.command = std::move(command);
   p.diag = diag;
   p.hv.swap(h);  // not operator=: Boost 1.81's any_completion_handler move assignment recurses forever
-  s->submit(std::move(text), std::move(p));
+  s->submit(std::move(text), R"(,"id":)", std::move(p), limit);
 }
 
-void raw_start(detail::qmp_state* s, std::string text, diagnostics* diag,
+void raw_start(detail::qmp_state* s, std::string text, qmp_clock::duration limit, diagnostics* diag,
                asio::any_completion_handler<void(error_code, std::string)> h) {
   if (!s) return detail::complete_now(std::move(h),
                                         make_error_code(errc::operation_invalid), std::string());
@@ -497,28 +615,33 @@ void raw_start(detail::qmp_state* s, std::string text, diagnostics* diag,
   detail::qmp_state::pending p;
   p.raw = true;
   p.diag = diag;
-  if (auto* e = obj.if_contains("execute"); e && e->is_string()) p.command = e->get_string();
-  else p.command = obj.at("exec-oob").get_string();
+  if (auto* e = obj.if_contains("execute"); e && e->is_string()) {
+    p.command = e->get_string();
+  } else {
+    p.command = obj.at("exec-oob").get_string();
+    p.oob = true;
+  }
   if (auto it = obj.find("id"); it != obj.end()) {
     p.user_id = std::move(it->value());
     obj.erase(it);
   }
   std::string out = json::serialize(obj);
-  out.pop_back();  // the closing brace: submit() appends the id
-  out += obj.empty() ? R"("id":)" : R"(,"id":)";
+  out.pop_back();  // the closing brace: submit() appends the id and the brace
+  bool empty = obj.empty();
   p.hr.swap(h);  // not operator=: Boost 1.81's any_completion_handler move assignment recurses forever
-  s->submit(std::move(out), std::move(p));
+  s->submit(std::move(out), empty ? R"("id":)" : R"(,"id":)", std::move(p), limit);
 }
 
 }  // namespace
 
-void qmp::execute_erased(std::string command, json::object args, diagnostics* diag,
+void qmp::execute_erased(std::string command, json::object args, qmp_clock::duration limit, diagnostics* diag,
                          asio::any_completion_handler<void(error_code, json::value)> h) {
-  execute_start(s_.get(), std::move(command), std::move(args), diag, std::move(h));
+  execute_start(s_.get(), std::move(command), std::move(args), limit, diag, std::move(h));
 }
 
-void qmp::raw_erased(std::string text, diagnostics* diag, asio::any_completion_handler<void(error_code, std::string)> h) {
-  raw_start(s_.get(), std::move(text), diag, std::move(h));
+void qmp::raw_erased(std::string text, qmp_clock::duration limit, diagnostics* diag,
+                     asio::any_completion_handler<void(error_code, std::string)> h) {
+  raw_start(s_.get(), std::move(text), limit, diag, std::move(h));
 }
 
 void qmp::next_event_erased(asio::any_completion_handler<void(error_code, qmp_event)> h) {
@@ -555,24 +678,24 @@ asio::awaitable<void> qmp::connect_throwing(std::shared_ptr<detail::qmp_state> s
 }
 
 asio::awaitable<json::value> qmp::execute_throwing(std::shared_ptr<detail::qmp_state> s, std::string command,
-                                                   json::object args, diagnostics* diag) {
+                                                   json::object args, qmp_clock::duration limit, diagnostics* diag) {
   diagnostics local;
   diagnostics& d = diag ? *diag : local;
   auto [ec, v] = co_await asio::async_initiate<tuple_awaitable_t,
                                                void(error_code, json::value)>(
-      [&](auto h) { execute_start(s.get(), std::move(command), std::move(args), &d, std::move(h)); },
+      [&](auto h) { execute_start(s.get(), std::move(command), std::move(args), limit, &d, std::move(h)); },
       tuple_token);
   if (ec) throw_error(ec, d);
   co_return std::move(v);
 }
 
 asio::awaitable<std::string> qmp::raw_throwing(std::shared_ptr<detail::qmp_state> s, std::string text,
-                                               diagnostics* diag) {
+                                               qmp_clock::duration limit, diagnostics* diag) {
   diagnostics local;
   diagnostics& d = diag ? *diag : local;
   auto [ec, v] = co_await asio::async_initiate<tuple_awaitable_t,
                                                void(error_code, std::string)>(
-      [&](auto h) { raw_start(s.get(), std::move(text), &d, std::move(h)); }, tuple_token);
+      [&](auto h) { raw_start(s.get(), std::move(text), limit, &d, std::move(h)); }, tuple_token);
   if (ec) throw_error(ec, d);
   co_return std::move(v);
 }

@@ -432,6 +432,162 @@ TEST_CASE("qmp: cancellation with || and a timer", "[qmp]") {
   });
 }
 
+// A command's own limit: the client's one timer, re-armed only for an earlier deadline.
+namespace {
+struct timed_outcome {
+  error_code ec;
+  std::string message;
+  clock_type::duration took{};
+  int order = 0;  // 1 for the first to complete
+};
+struct timed_calls {
+  int launched = 0, done = 0;
+  int wake_at = -1;  // wait_for(k): `wake` is cancelled when the k-th call completes
+  asio::steady_timer wake;
+  explicit timed_calls(asio::any_io_executor ex) : wake(ex) {}
+};
+asio::awaitable<void> limited_call(qmp& q, clock_type::duration limit, timed_outcome& out, timed_calls& c) {
+  diagnostics d;
+  auto t0 = clock_type::now();
+  auto [ec, v] = co_await q.async_execute("query-status", {}, limit, d, tuple);
+  out.took = clock_type::now() - t0;
+  out.ec = ec;
+  out.message = d.message();
+  out.order = ++c.done;
+  if (c.done == c.wake_at) c.wake.cancel();
+}
+// Until k calls have completed (bounded: 30 s).
+asio::awaitable<void> wait_for(timed_calls& c, int k) {
+  c.wake_at = k;
+  if (c.done >= k) co_return;
+  c.wake.expires_after(30s);
+  co_await c.wake.async_wait(tuple);
+}
+asio::awaitable<void> wait_all(timed_calls& c) { co_await wait_for(c, c.launched); }
+}  // namespace
+
+TEST_CASE("qmp: a command's limit: never answered, it fails with operation_timeout", "[qmp]") {
+  qemu_process qemu;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    qmp q(ex);
+    co_await connect(q, qemu.sock);
+    diagnostics diag;
+    // answered well within its limit: the timer, armed for it, must not touch what comes next
+    json::value st0 = co_await q.async_execute("query-status", {}, 300ms, diag);
+    CHECK(is_str(st0.at("status"), "prelaunch"sv));
+    qemu.stop();  // QEMU cannot answer now
+    auto t0 = clock_type::now();
+    auto [ec, v] = co_await q.async_execute("query-status", {}, 700ms, diag, tuple);
+    auto took = clock_type::now() - t0;
+    qemu.cont();
+    CHECK(ec == errc::operation_timeout);
+    INFO(diag.message());
+    CHECK(contains(diag.message(), "QEMU did not answer QMP command 'query-status' within 700 ms"));
+    CHECK(took >= 700ms);  // not at the first command's deadline, which the timer waited for
+    CHECK(took < 3s);
+    CHECK(q.pending_commands() == 0);
+    // QEMU answers the old command first: that reply is dropped, this one is ours
+    json::value st = co_await q.async_execute("query-name", {}, 5s, diag);
+    CHECK(is_str(st.at("name"), "qmptest"sv));
+    CHECK(q.ignored_messages() == 1);
+    CHECK(q.is_open());
+    // the throwing form says the same
+    qemu.stop();
+    bool threw = false;
+    try {
+      (void)co_await q.async_execute("query-status", {}, 100ms, diag);
+    } catch (const covirt::error& e) {
+      threw = true;
+      CHECK(e.code() == errc::operation_timeout);
+    }
+    CHECK(threw);
+    qemu.cont();
+  });
+}
+
+TEST_CASE("qmp: two commands in flight with different limits time out each at its own", "[qmp]") {
+  qemu_process qemu;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    qmp q(ex);
+    co_await connect(q, qemu.sock);
+    for (bool later_first : {true, false}) {
+      INFO((later_first ? "the later deadline sent first" : "the earlier deadline sent first"));
+      qemu.stop();
+      timed_calls c(ex);
+      c.launched = 3;
+      timed_outcome longer, shorter, none;
+      auto t0 = clock_type::now();
+      if (later_first) {
+        asio::co_spawn(ex, limited_call(q, 900ms, longer, c), asio::detached);
+        asio::co_spawn(ex, limited_call(q, 300ms, shorter, c), asio::detached);  // earlier: the timer is re-armed
+      } else {
+        asio::co_spawn(ex, limited_call(q, 300ms, shorter, c), asio::detached);
+        asio::co_spawn(ex, limited_call(q, 900ms, longer, c), asio::detached);  // later: the timer waits for the first
+      }
+      asio::co_spawn(ex, limited_call(q, covirt::qemu::qmp_no_limit, none, c), asio::detached);
+      co_await asio::post(ex, asio::use_awaitable);
+      CHECK(q.pending_commands() == 3);
+      co_await wait_for(c, 2);  // both limits passed; then QEMU may answer
+      CHECK(clock_type::now() - t0 < 10s);
+      qemu.cont();
+      co_await wait_all(c);
+      REQUIRE(c.done == 3);
+      CHECK(shorter.ec == errc::operation_timeout);
+      CHECK(longer.ec == errc::operation_timeout);
+      CHECK(shorter.order == 1);
+      CHECK(longer.order == 2);
+      CHECK(shorter.took >= 300ms);
+      CHECK(shorter.took < 900ms);
+      CHECK(longer.took >= 900ms);
+      CHECK(longer.took < 5s);
+      CHECK(!none.ec);  // without a limit: answered once QEMU runs again
+      CHECK(contains(shorter.message, "within 300 ms"));
+      CHECK(contains(longer.message, "within 900 ms"));
+      CHECK(q.pending_commands() == 0);
+    }
+    diagnostics diag;
+    json::value n = co_await q.async_execute("query-name", {}, 5s, diag);
+    CHECK(is_str(n.at("name"), "qmptest"sv));
+  });
+}
+
+TEST_CASE("qmp: a cancelled command with a limit: aborted, not timed out; the monitor goes on", "[qmp]") {
+  qemu_process qemu;
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    qmp q(ex);
+    co_await connect(q, qemu.sock);
+    diagnostics diag;
+    qemu.stop();
+    asio::steady_timer t(ex, 100ms);
+    auto r = co_await (q.async_execute("query-status", {}, 400ms, diag, tuple) || t.async_wait(tuple));
+    CHECK(r.index() == 1);
+    CHECK(contains(diag.message(), "cancelled"));
+    CHECK(q.pending_commands() == 0);
+    // a command with a later limit, sent while the timer still waits for the cancelled one's
+    // deadline: that deadline passing must not end it. The witness times out after it.
+    timed_calls c(ex);
+    c.launched = 2;
+    timed_outcome out, witness;
+    asio::co_spawn(ex, limited_call(q, 2500ms, out, c), asio::detached);
+    asio::co_spawn(ex, limited_call(q, 600ms, witness, c), asio::detached);
+    co_await wait_for(c, 1);
+    CHECK(witness.order == 1);
+    CHECK(witness.ec == errc::operation_timeout);
+    CHECK(witness.took >= 600ms);
+    CHECK(c.done == 1);  // past the cancelled command's deadline (400 ms) and the witness's: still waiting
+    qemu.cont();
+    co_await wait_all(c);
+    REQUIRE(c.done == 2);
+    INFO(out.ec.message() << ": " << out.message);
+    CHECK(!out.ec);
+    json::value n = co_await q.async_execute("query-name", {}, 5s, diag);
+    CHECK(is_str(n.at("name"), "qmptest"sv));
+    // the late replies of the cancelled command and the witness (read before this last reply)
+    CHECK(q.ignored_messages() == 2);
+  });
+}
+
 TEST_CASE("qmp: QEMU killed with commands pending", "[qmp]") {
   qemu_process qemu({"-machine", "q35", "-m", "64"});
   run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
@@ -585,12 +741,17 @@ struct fake_qmp {
   static asio::awaitable<void> send(local_socket& s, std::string text) {
     co_await asio::async_write(s, asio::buffer(text), tuple);
   }
+  // `, "id": ID` when the command carried one (QEMU echoes it), else nothing.
+  static std::string echo_id(const json::object& cmd) {
+    auto* id = cmd.if_contains("id");
+    return id ? ", \"id\": " + json::serialize(*id) : std::string();
+  }
   // Greeting and a successful negotiation.
   asio::awaitable<void> handshake(local_socket& s) {
     co_await send(s, greeting_line);
     json::object caps = co_await read_command(s);
     REQUIRE(is_str(caps.at("execute"), "qmp_capabilities"sv));
-    co_await send(s, R"({"return": {}, "id": )" + json::serialize(caps.at("id")) + "}\r\n");
+    co_await send(s, R"({"return": {})" + echo_id(caps) + "}\r\n");
   }
 };
 
@@ -650,8 +811,8 @@ TEST_CASE("qmp: fake server, negotiation refused", "[qmp][fake]") {
     asio::co_spawn(ex, serve(srv, [&](local_socket& s) -> asio::awaitable<void> {
       co_await fake_qmp::send(s, greeting_line);
       json::object caps = co_await srv.read_command(s);
-      co_await fake_qmp::send(s, R"({"error": {"class": "GenericError", "desc": "nope"}, "id": )" +
-                                     json::serialize(caps.at("id")) + "}\r\n");
+      co_await fake_qmp::send(s, R"({"error": {"class": "GenericError", "desc": "nope"})" + fake_qmp::echo_id(caps) +
+                                     "}\r\n");
     }), asio::detached);
     qmp q(ex);
     diagnostics diag;
@@ -691,7 +852,9 @@ TEST_CASE("qmp: fake server, stray replies, id-less errors and events are harmle
           "\r\n"
           "{\"id\": " + id + ", \"return\": {\"ok\": true}}\r\n");
     }), asio::detached);
-    qmp q(ex, covirt::qemu::qmp_options{.max_message_size = 1 << 20, .event_capacity = 16});
+    // Every command with an id: an error without id is then never a reply (see the next test
+    // for the default, where the one command sent without id takes it).
+    qmp q(ex, covirt::qemu::qmp_options{.max_message_size = 1 << 20, .event_capacity = 16, .always_send_ids = true});
     co_await connect(q, srv.path);
     CHECK(q.greeting().version.package == "fake"sv);
     diagnostics diag;
@@ -705,6 +868,70 @@ TEST_CASE("qmp: fake server, stray replies, id-less errors and events are harmle
     CHECK(ev.seconds == 5);
     CHECK(ev.microseconds == 6);
     CHECK(q.is_open());
+    q.close();
+    srv.acceptor.close();
+  });
+}
+
+TEST_CASE("qmp: fake server, the command sent alone goes without id and takes the next reply without id",
+          "[qmp][fake]") {
+  run_coro([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    fake_qmp srv(ex);
+    std::vector<json::object> seen;
+    std::string raw_bytes;
+    asio::co_spawn(ex, serve(srv, [&](local_socket& s) -> asio::awaitable<void> {
+      co_await srv.handshake(s);
+      // 1: alone, so without id; its reply has none either
+      json::object a = co_await srv.read_command(s);
+      seen.push_back(a);
+      co_await fake_qmp::send(s, "{\"return\": {\"n\": 1}}\r\n");
+      // 2 and 3 at once: the first without id, the second with one; answered in order, and an
+      // error without id takes the one without id
+      json::object b = co_await srv.read_command(s);
+      json::object c = co_await srv.read_command(s);
+      seen.push_back(b);
+      seen.push_back(c);
+      co_await fake_qmp::send(s, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"two\"}}\r\n"
+                                 "{\"return\": {\"n\": 3}" + fake_qmp::echo_id(c) + "}\r\n");
+      // 4: raw passthrough always carries an id; a stray error without id meanwhile (nothing
+      // without id is outstanding) is ignored
+      json::object d = co_await srv.read_command(s);
+      seen.push_back(d);
+      co_await fake_qmp::send(s, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"stray\"}}\r\n"
+                                 "{\"return\": {\"n\": 4}" + fake_qmp::echo_id(d) + "}\r\n");
+      // 5: alone again, without id
+      json::object e = co_await srv.read_command(s);
+      seen.push_back(e);
+      co_await fake_qmp::send(s, "{\"return\": {\"n\": 5}" + fake_qmp::echo_id(e) + "}\r\n");
+    }), asio::detached);
+    qmp q(ex);
+    co_await connect(q, srv.path);
+    diagnostics diag;
+    json::value v1 = co_await q.async_execute("one", diag);
+    CHECK(v1.at("n") == 1);
+    timed_calls c(ex);
+    c.launched = 2;
+    timed_outcome o2, o3;
+    asio::co_spawn(ex, limited_call(q, 5s, o2, c), asio::detached);
+    asio::co_spawn(ex, limited_call(q, 5s, o3, c), asio::detached);
+    co_await wait_all(c);
+    REQUIRE(c.done == 2);
+    CHECK(o2.ec == errc::operation_failed);
+    CHECK(o2.message == "QEMU: GenericError: two");
+    CHECK(!o3.ec);
+    std::string r4 = co_await q.async_execute_raw(R"({"execute":"four"})", diag);
+    CHECK(contains(r4, "\"n\""));
+    CHECK(!contains(r4, "\"id\""));  // covirt's own id is not shown
+    CHECK(q.ignored_messages() == 1);  // the stray error
+    json::value v5 = co_await q.async_execute("query-status", {}, 5s, diag);
+    CHECK(v5.at("n") == 5);
+    CHECK(q.ignored_messages() == 1);
+    REQUIRE(seen.size() == 5);
+    CHECK(!seen[0].contains("id"));
+    CHECK(!seen[1].contains("id"));
+    CHECK(seen[2].contains("id"));
+    CHECK(seen[3].contains("id"));
+    CHECK(!seen[4].contains("id"));
     q.close();
     srv.acceptor.close();
   });

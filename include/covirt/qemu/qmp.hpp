@@ -11,6 +11,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -47,7 +48,19 @@ struct qmp_options {
   std::size_t max_message_size = std::size_t(64) << 20;
   /// Events kept while nobody reads them; past it the oldest are dropped (events_dropped()).
   std::size_t event_capacity = 4096;
+  /// Whether every command carries an "id". false (the default): a command sent while no other
+  /// is outstanding goes without one, and its reply is the next reply without id (QMP answers
+  /// in-band commands in order; covirt enables no out-of-band capability); a command sent while
+  /// others are outstanding, and every async_execute_raw, carries one. QEMU reads its monitor a
+  /// byte at a time (each byte one turn of its main loop), so the id's ten-odd bytes cost more
+  /// than anything else in a round trip. true: every command carries an id, replies are matched
+  /// by id alone and an error without id is always ignored.
+  bool always_send_ids = false;
 };
+
+using qmp_clock = std::chrono::steady_clock;
+/// No time limit.
+inline constexpr qmp_clock::duration qmp_no_limit = qmp_clock::duration::max();
 
 namespace detail {
 struct qmp_state;
@@ -56,7 +69,8 @@ inline constexpr bool qmp_is_diag = std::is_same_v<std::decay_t<Token>, diagnost
 template <class Token>
 inline constexpr bool qmp_is_use_awaitable = std::is_same_v<std::decay_t<Token>, asio::use_awaitable_t<>>;
 template <class Token>
-inline constexpr bool qmp_is_token = !qmp_is_diag<Token> && !std::is_convertible_v<Token, boost::json::object>;
+inline constexpr bool qmp_is_token = !qmp_is_diag<Token> && !std::is_convertible_v<Token, boost::json::object> &&
+                                     !std::is_convertible_v<Token, qmp_clock::duration>;
 }  // namespace detail
 
 /// A client for one QMP socket: connect once, then any number of commands in flight at once
@@ -75,8 +89,15 @@ inline constexpr bool qmp_is_token = !qmp_is_diag<Token> && !std::is_convertible
 /// Protocol corruption from the peer (a line that is not JSON, not an object, not a QMP message
 /// shape, or longer than max_message_size) fails the connection the same way with errc::rpc
 /// ("malformed QMP message from '<path>': ..."). A reply whose id matches no pending command
-/// (a late reply to a cancelled command, or a stray one) and an error without id are ignored
-/// and counted in ignored_messages().
+/// (a late reply to a cancelled command, or a stray one) is ignored and counted in
+/// ignored_messages(); so is a reply or error without id when no command without id is
+/// outstanding (see qmp_options::always_send_ids: a cancelled command sent without id stays
+/// outstanding until its late reply comes, or until a later in-band command is answered).
+///
+/// Time limits: async_execute and async_execute_raw take an optional `limit`; a command not
+/// answered within it fails with errc::operation_timeout (its late reply is dropped, as for a
+/// cancelled one). One timer per connection serves every limit: it is re-armed only when a new
+/// deadline is earlier than the one it waits for, so a command costs no timer system call.
 ///
 /// Not thread-safe: use it from the executor it was made with. Safe to destroy with operations
 /// pending: they complete with the "closed" error.
@@ -129,23 +150,29 @@ public:
   /// caller completes at once with asio::error::operation_aborted; the command is not recalled
   /// (it may still take effect) and its late reply is dropped by id.
   /// Lifetimes: `diag` must outlive the operation.
+  /// With `limit`: errc::operation_timeout when QEMU has not answered within it (diag says so).
+  template <class Token = asio::use_awaitable_t<>>
+  auto async_execute(std::string command, boost::json::object args, qmp_clock::duration limit, diagnostics& diag,
+                     Token&& token = {}) {
+    return execute_impl(std::move(command), std::move(args), limit, &diag, std::forward<Token>(token));
+  }
   template <class Token = asio::use_awaitable_t<>>
   auto async_execute(std::string command, boost::json::object args, diagnostics& diag, Token&& token = {}) {
-    return execute_impl(std::move(command), std::move(args), &diag, std::forward<Token>(token));
+    return execute_impl(std::move(command), std::move(args), qmp_no_limit, &diag, std::forward<Token>(token));
   }
   template <class Token = asio::use_awaitable_t<>>
   auto async_execute(std::string command, diagnostics& diag, Token&& token = {}) {
-    return execute_impl(std::move(command), {}, &diag, std::forward<Token>(token));
+    return execute_impl(std::move(command), {}, qmp_no_limit, &diag, std::forward<Token>(token));
   }
   template <class Token = asio::use_awaitable_t<>>
     requires detail::qmp_is_token<Token>
   auto async_execute(std::string command, boost::json::object args, Token&& token = {}) {
-    return execute_impl(std::move(command), std::move(args), nullptr, std::forward<Token>(token));
+    return execute_impl(std::move(command), std::move(args), qmp_no_limit, nullptr, std::forward<Token>(token));
   }
   template <class Token = asio::use_awaitable_t<>>
     requires detail::qmp_is_token<Token>
   auto async_execute(std::string command, Token&& token = {}) {
-    return execute_impl(std::move(command), {}, nullptr, std::forward<Token>(token));
+    return execute_impl(std::move(command), {}, qmp_no_limit, nullptr, std::forward<Token>(token));
   }
 
   /// Passthrough (virsh qemu-monitor-command): `json_text` is a whole command object
@@ -154,15 +181,19 @@ public:
   /// in the reply; without one the reply has no "id". covirt matches the reply with an id of its own.
   /// Handler: `void(error_code, std::string)`. Errors: errc::invalid_arg (not JSON, not an object,
   /// no "execute"/"exec-oob" string), the connection errors of async_execute.
-  /// Cancellation: as async_execute. Lifetimes: `diag` must outlive the operation.
+  /// Cancellation and `limit`: as async_execute. Lifetimes: `diag` must outlive the operation.
+  template <class Token = asio::use_awaitable_t<>>
+  auto async_execute_raw(std::string json_text, qmp_clock::duration limit, diagnostics& diag, Token&& token = {}) {
+    return raw_impl(std::move(json_text), limit, &diag, std::forward<Token>(token));
+  }
   template <class Token = asio::use_awaitable_t<>>
   auto async_execute_raw(std::string json_text, diagnostics& diag, Token&& token = {}) {
-    return raw_impl(std::move(json_text), &diag, std::forward<Token>(token));
+    return raw_impl(std::move(json_text), qmp_no_limit, &diag, std::forward<Token>(token));
   }
   template <class Token = asio::use_awaitable_t<>>
     requires(!detail::qmp_is_diag<Token>)
   auto async_execute_raw(std::string json_text, Token&& token = {}) {
-    return raw_impl(std::move(json_text), nullptr, std::forward<Token>(token));
+    return raw_impl(std::move(json_text), qmp_no_limit, nullptr, std::forward<Token>(token));
   }
 
   /// Waits for the next event, in the order QEMU sent them (events that arrive before a
@@ -200,42 +231,46 @@ public:
 
 private:
   template <class Token>
-  auto execute_impl(std::string command, boost::json::object args, diagnostics* diag, Token&& token) {
+  auto execute_impl(std::string command, boost::json::object args, qmp_clock::duration limit, diagnostics* diag,
+                    Token&& token) {
     if constexpr (detail::qmp_is_use_awaitable<Token>) {
-      return execute_throwing(s_, std::move(command), std::move(args), diag);
+      return execute_throwing(s_, std::move(command), std::move(args), limit, diag);
     } else {
       return asio::async_initiate<Token, void(error_code, boost::json::value)>(
-          [this](auto h, std::string c, boost::json::object a, diagnostics* d) {
-            execute_erased(std::move(c), std::move(a), d, std::move(h));
+          [this](auto h, std::string c, boost::json::object a, qmp_clock::duration l, diagnostics* d) {
+            execute_erased(std::move(c), std::move(a), l, d, std::move(h));
           },
-          token, std::move(command), std::move(args), diag);
+          token, std::move(command), std::move(args), limit, diag);
     }
   }
   template <class Token>
-  auto raw_impl(std::string text, diagnostics* diag, Token&& token) {
+  auto raw_impl(std::string text, qmp_clock::duration limit, diagnostics* diag, Token&& token) {
     if constexpr (detail::qmp_is_use_awaitable<Token>) {
-      return raw_throwing(s_, std::move(text), diag);
+      return raw_throwing(s_, std::move(text), limit, diag);
     } else {
       return asio::async_initiate<Token, void(error_code, std::string)>(
-          [this](auto h, std::string t, diagnostics* d) { raw_erased(std::move(t), d, std::move(h)); }, token,
-          std::move(text), diag);
+          [this](auto h, std::string t, qmp_clock::duration l, diagnostics* d) {
+            raw_erased(std::move(t), l, d, std::move(h));
+          },
+          token, std::move(text), limit, diag);
     }
   }
 
   // src/qemu/qmp.cpp
   void connect_erased(std::string path, diagnostics* diag, asio::any_completion_handler<void(error_code)> h);
-  void execute_erased(std::string command, boost::json::object args, diagnostics* diag,
+  void execute_erased(std::string command, boost::json::object args, qmp_clock::duration limit, diagnostics* diag,
                       asio::any_completion_handler<void(error_code, boost::json::value)> h);
-  void raw_erased(std::string text, diagnostics* diag, asio::any_completion_handler<void(error_code, std::string)> h);
+  void raw_erased(std::string text, qmp_clock::duration limit, diagnostics* diag,
+                  asio::any_completion_handler<void(error_code, std::string)> h);
   void next_event_erased(asio::any_completion_handler<void(error_code, qmp_event)> h);
   // The use_awaitable forms: covirt::error carries the message. They hold the state, not `this`.
   static asio::awaitable<void> connect_throwing(std::shared_ptr<detail::qmp_state> s, std::string path,
                                                diagnostics* diag);
   static asio::awaitable<boost::json::value> execute_throwing(std::shared_ptr<detail::qmp_state> s,
                                                               std::string command, boost::json::object args,
-                                                              diagnostics* diag);
+                                                              qmp_clock::duration limit, diagnostics* diag);
   static asio::awaitable<std::string> raw_throwing(std::shared_ptr<detail::qmp_state> s, std::string text,
-                                                   diagnostics* diag);
+                                                   qmp_clock::duration limit, diagnostics* diag);
 
   std::shared_ptr<detail::qmp_state> s_;
 };
