@@ -35,14 +35,13 @@ int suspended_detail(int paused_reason) {
 asio::awaitable<result<json::value>> driver::state::call(std::shared_ptr<runtime> rt, std::string cmd,
                                                          json::object args, diagnostics& diag,
                                                          std::chrono::steady_clock::duration limit) {
-  // Bound by its own deadline and by the caller's cancellation, whichever comes first.
-  op_timeout deadline{ex, limit};
-  asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
-  deadline.follow(cs.slot());
-  auto [ec, v] = co_await rt->mon.async_execute(cmd, std::move(args), diag,
-                                                asio::as_tuple(deadline.bind(asio::use_awaitable)));
+  // Bound by its own deadline (the monitor's one timer keeps it: no timer of ours per command)
+  // and by the caller's cancellation (this coroutine's slot reaches the command), whichever
+  // comes first.
+  auto [ec, v] = co_await rt->mon.async_execute(cmd, std::move(args), limit, diag,
+                                                asio::as_tuple(asio::use_awaitable));
   if (ec) {
-    if (deadline.expired())
+    if (ec == errc::operation_timeout)
       co_return fail(diag, errc::operation_timeout, "QEMU did not answer " + q(cmd) + " in time");
     if (ec == asio::error::operation_aborted)
     {

@@ -107,13 +107,10 @@ op<std::string> driver::qemu_monitor_command(const domain_key& key, std::string_
   if (!j) co_return j.error();
   auto [s, d, rt] = j->parts();
   if (!rt->mon.is_open()) co_return fail(diag, errc::operation_invalid, "domain is not running");
-  op_timeout deadline{s->ex, qmp_command_limit};
-  asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
-  deadline.follow(cs.slot());
-  auto [ec, reply] = co_await rt->mon.async_execute_raw(std::string(command), diag,
-                                                        asio::as_tuple(deadline.bind(asio::use_awaitable)));
+  auto [ec, reply] = co_await rt->mon.async_execute_raw(std::string(command), qmp_command_limit, diag,
+                                                        asio::as_tuple(asio::use_awaitable));
   if (ec) {
-    if (deadline.expired()) co_return fail(diag, errc::operation_timeout, "QEMU did not answer in time");
+    if (ec == errc::operation_timeout) co_return fail(diag, errc::operation_timeout, "QEMU did not answer in time");
     if (ec == errc::invalid_arg) co_return failure(ec);
     co_return s->command_failed(d, rt, ec, diag);
   }
