@@ -8,10 +8,11 @@
 // What a command costs (QEMU reads its monitor a byte at a time, so the bytes come first): the
 // command is `{"execute":"NAME"}` and a newline, no id when nothing else is outstanding; one
 // send(2) that completes at once (no completion through the io_context); the reply completes the
-// caller from the reader, without another turn of the io_context (which would poll epoll first);
-// no timer system call unless the new deadline is the earliest. What remains is one read that
-// finds nothing (Asio's reactor starts every read with a speculative one; waiting for readiness
-// instead costs an epoll_ctl), the epoll_wait and the read of the reply.
+// caller from the reader, as an event does its waiter, without another turn of the io_context
+// (which would poll epoll first); no timer system call unless the new deadline is the earliest.
+// What remains is one read that finds nothing (Asio's reactor starts every read with a
+// speculative one; waiting for readiness instead costs an epoll_ctl), the epoll_wait and the
+// read of the reply: 4 system calls, where a blocking client makes 2.
 #include <covirt/qemu/qmp.hpp>
 
 #include "qmp_codec.hpp"
@@ -243,11 +244,14 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
   }
 
   // ---- events
-  void complete_event(error_code ec, qmp_event ev) {
+  // `now`: from the reader, the waiter runs at once (as a reply's caller does); elsewhere
+  // (close, cancellation) it is posted.
+  void complete_event(error_code ec, qmp_event ev, bool now = false) {
     auto h = std::move(*event_waiter);
     event_waiter.reset();
     asio::get_associated_cancellation_slot(h).clear();
-    post_complete(ex, std::move(h), ec, std::move(ev));
+    if (now) dispatch_complete(ex, std::move(h), ec, std::move(ev));
+    else post_complete(ex, std::move(h), ec, std::move(ev));
   }
 
   void push_event(json::object& obj) {
@@ -258,7 +262,7 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
       ev.seconds = as_int(t->get_object().if_contains("seconds"));
       ev.microseconds = as_int(t->get_object().if_contains("microseconds"));
     }
-    if (event_waiter) return complete_event({}, std::move(ev));
+    if (event_waiter) return complete_event({}, std::move(ev), true);
     if (events.size() >= std::max<std::size_t>(opts.event_capacity, 1)) {
       events.pop_front();
       ++dropped;
@@ -389,11 +393,14 @@ struct qmp_state : std::enable_shared_from_this<qmp_state> {
     qmp_message m;
     while (co_await self->read_message(m)) {
       switch (m.kind) {
-        case qmp_kind::event: self->push_event(m.obj); break;
+        // Both complete their waiter here and now: it may send more, close, destroy the qmp
+        // object (`self` keeps the state); nothing of ours is in use across the call.
+        case qmp_kind::event:
+          self->push_event(m.obj);
+          if (self->ph == phase::closed) co_return;
+          break;
         case qmp_kind::reply:
         case qmp_kind::error:
-          // Completes the caller here and now: it may send more, close, destroy the qmp object
-          // (`self` keeps the state); nothing of ours is in use across this call.
           self->dispatch_reply(m);
           if (self->ph == phase::closed) co_return;
           break;

@@ -74,7 +74,8 @@ inline constexpr bool qmp_is_token = !qmp_is_diag<Token> && !std::is_convertible
 }  // namespace detail
 
 /// A client for one QMP socket: connect once, then any number of commands in flight at once
-/// (replies matched by id) and an event stream. One reader per connection dispatches what QEMU
+/// (replies matched by id; a command sent alone goes without one and takes the next reply
+/// without id, see qmp_options::always_send_ids) and an event stream. One reader per connection dispatches what QEMU
 /// sends; writes are queued and go out one batch at a time. Never blocks; no threads.
 ///
 /// Every operation takes an optional `diagnostics&` and a completion token (default
